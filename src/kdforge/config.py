@@ -1,0 +1,260 @@
+"""Typed run configuration: YAML recipes plus dotted ``key=value`` overrides.
+
+A recipe is a YAML file mirroring :class:`RunConfig`. Unknown keys and wrong
+types fail at load time with the nearest valid key names. Free-form ``kwargs``
+maps are checked later against the signature/config of the model or method
+they configure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kdforge.errors import KdforgeError, nearest
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class DataConfig:
+    """Which data set to load and how to batch it."""
+
+    name: str = "fashion_mnist"
+    data_dir: str | None = None  # directory with the four IDX files (None: dataset default)
+    val_size: int = 5000  # carved from the official train split with the run seed
+    subset: int | None = None  # use only this many training examples (fast runs)
+    batch_size: int = 128  # global batch size (split across processes)
+    eval_batch_size: int = 1000
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ModelConfig:
+    """A registered model builder, its keyword arguments and optional weights."""
+
+    name: str = "mlp"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    checkpoint: str | None = None  # exported model file (student.safetensors) to load
+
+
+@dataclass
+class MethodConfig:
+    """A registered distillation method and its options (see the method's ``Config``)."""
+
+    name: str = "supervised"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, evaluation and checkpointing of the one training loop."""
+
+    epochs: int = 5
+    max_steps: int | None = None  # stop after this many optimizer steps in total
+    optimizer: str = "adamw"  # sgd | adam | adamw
+    lr: float = 1e-3
+    momentum: float = 0.9  # sgd only
+    weight_decay: float = 0.0
+    schedule: str = "cosine"  # constant | cosine | linear
+    warmup_steps: int = 0
+    grad_clip: float | None = None  # max global grad norm
+    mixed_precision: str = "no"  # no | bf16 | fp16
+    deterministic: bool = True
+    eval_every_steps: int | None = None  # None: once per epoch
+    checkpoint_every_steps: int | None = None  # None: at each evaluation
+    early_stopping_patience: int | None = None  # evaluations without improvement
+    monitor: str = "val_acc"  # higher is better
+    log_every_steps: int = 20
+
+
+@dataclass
+class RunConfig:
+    """A whole experiment: data, student, optional teacher, method, training."""
+
+    schema_version: int = SCHEMA_VERSION
+    name: str = "run"
+    seed: int = 0
+    output_dir: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    student: ModelConfig = field(default_factory=ModelConfig)
+    teacher: ModelConfig | None = None
+    method: MethodConfig = field(default_factory=MethodConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (YAML/JSON serialisable)."""
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> str:
+        """Hash of everything that defines the model being trained and its data.
+
+        Used to refuse resuming a checkpoint written by a different recipe.
+        ``train.epochs``/``max_steps`` and output paths are left out so a run
+        can be extended.
+        """
+        d = self.to_dict()
+        keep = {k: d[k] for k in ("seed", "data", "student", "teacher", "method")}
+        keep["train"] = {
+            k: v
+            for k, v in d["train"].items()
+            if k not in ("epochs", "max_steps", "log_every_steps")
+        }
+        return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
+    def run_dir(self) -> Path:
+        """Directory this run writes to."""
+        return Path(self.output_dir) / self.name
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against type hint ``tp`` (recursing into dataclasses)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except KdforgeError as e:
+                errors.append(e)
+        raise errors[0]
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise KdforgeError(
+                f"config key '{key}' must be a mapping, got {type(value).__name__} ({value!r})",
+                f"write '{key}:' as a YAML mapping of its fields",
+            )
+        return _build(tp, value, key)
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise KdforgeError(
+                f"config key '{key}' must be a mapping, got {value!r}", "fix the recipe"
+            )
+        return dict(value)
+    if origin is list or tp is list:
+        if not isinstance(value, list):
+            raise KdforgeError(
+                f"config key '{key}' must be a list, got {value!r}", "fix the recipe"
+            )
+        return list(value)
+    if tp is Any:
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is bool and not isinstance(value, bool):
+        raise KdforgeError(
+            f"config key '{key}' must be true/false, got {value!r}", "use true or false"
+        )
+    if tp is int and isinstance(value, bool):
+        raise KdforgeError(f"config key '{key}' must be an integer, got {value!r}", "fix the value")
+    if not isinstance(value, tp):
+        raise KdforgeError(
+            f"config key '{key}' must be of type {_type_name(tp)}, got {type(value).__name__} "
+            f"({value!r})",
+            f"give '{key}' a {_type_name(tp)} value",
+        )
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for k, v in data.items():
+        full = f"{prefix}.{k}" if prefix else k
+        if k not in names:
+            near = nearest(k, names)
+            raise KdforgeError(
+                f"unknown config key '{full}' (did you mean: {', '.join(near)})",
+                f"valid keys under '{prefix or '<top>'}': {', '.join(names)}",
+            )
+        kwargs[k] = _coerce(v, hints[k], full)
+    return cls(**kwargs)
+
+
+def from_dict(data: dict[str, Any]) -> RunConfig:
+    """Build and validate a :class:`RunConfig` from a nested dict."""
+    if not isinstance(data, dict):
+        raise KdforgeError(
+            "a recipe must be a YAML mapping at the top level", "see configs/ for examples"
+        )
+    version = data.get("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise KdforgeError(
+            f"recipe schema_version {version} is not supported (this kdforge reads {SCHEMA_VERSION})",
+            "update the recipe to the current schema (see configs/)",
+        )
+    return _build(RunConfig, data)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides (values parsed as YAML) to a nested dict."""
+    data = json.loads(json.dumps(data))  # deep copy
+    for ov in overrides:
+        if "=" not in ov:
+            raise KdforgeError(
+                f"override '{ov}' is not of the form key=value", "write e.g. train.lr=0.01"
+            )
+        key, raw = ov.split("=", 1)
+        value = yaml.safe_load(raw) if raw != "" else None
+        parts = key.strip().split(".")
+        node = data
+        for p in parts[:-1]:
+            if node.get(p) is None:
+                node[p] = {}
+            node = node[p]
+            if not isinstance(node, dict):
+                raise KdforgeError(
+                    f"override '{key}': '{p}' is not a mapping", "check the key path"
+                )
+        node[parts[-1]] = value
+    return data
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Load a YAML recipe, apply dotted overrides, and validate it."""
+    path = Path(path)
+    if not path.is_file():
+        raise KdforgeError(
+            f"recipe file '{path}' does not exist", "give the path of a YAML recipe (see configs/)"
+        )
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise KdforgeError(
+            f"recipe '{path}' is not valid YAML: {e}", "fix the YAML syntax"
+        ) from None
+    return from_dict(apply_overrides(data, overrides or []))
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML."""
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def check_kwargs(kind: str, name: str, kwargs: dict[str, Any], config_cls: type) -> Any:
+    """Validate free-form ``kwargs`` against an options dataclass and build it."""
+    return _build(config_cls, kwargs, f"{kind}.kwargs[{name}]")

@@ -1,0 +1,14 @@
+"""Data sets (registered by name) and batching utilities."""
+
+from kdforge.data import vision  # noqa: F401  (registers datasets)
+from kdforge.data._batches import TensorData, iter_batches
+from kdforge.data.vision import Splits
+
+__all__ = ["Splits", "TensorData", "iter_batches", "load_dataset"]
+
+
+def load_dataset(name: str, **kwargs) -> Splits:
+    """Load a registered dataset by name (see ``kdforge list``)."""
+    from kdforge.registry import DATASETS
+
+    return DATASETS.get(name)(**kwargs)

@@ -1,0 +1,137 @@
+"""The method contract shared by every distillation method.
+
+A method is an ``nn.Module`` holding ``student``, a frozen ``teacher`` (always
+in eval mode, called under ``no_grad``, never in the optimizer or checkpoints)
+and any extra trainable modules (regressors, compressors, translators). The
+engine calls :meth:`Method.training_step` and sums the returned loss terms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from kdforge.config import check_kwargs
+from kdforge.errors import KdforgeError
+
+Batch = dict[str, Tensor]
+
+
+@dataclass
+class NoOptions:
+    """A method without options."""
+
+
+def model_inputs(batch: Batch) -> Batch:
+    """Everything in a batch except the target ``y``: the model's keyword arguments."""
+    return {k: v for k, v in batch.items() if k != "y"}
+
+
+class Method(nn.Module):
+    """Base class: student + frozen teacher + extra trainable modules.
+
+    Subclasses set ``Config`` (an options dataclass, defaults beside the code),
+    ``needs_teacher`` and implement :meth:`training_step`.
+    """
+
+    Config: ClassVar[type] = NoOptions
+    needs_teacher: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        student: nn.Module,
+        teacher: nn.Module | None = None,
+        config: Any = None,
+        example_batch: Batch | None = None,
+    ) -> None:
+        super().__init__()
+        if self.needs_teacher and teacher is None:
+            raise KdforgeError(
+                f"method '{type(self).__name__}' needs a teacher but the recipe has none",
+                "add a 'teacher:' section with name, kwargs and checkpoint",
+            )
+        self.student = student
+        self.teacher = teacher
+        if teacher is not None:
+            teacher.eval()
+            teacher.requires_grad_(False)
+        self.config = config if config is not None else self.Config()
+
+    @classmethod
+    def build(
+        cls,
+        student: nn.Module,
+        teacher: nn.Module | None,
+        kwargs: dict[str, Any] | None = None,
+        example_batch: Batch | None = None,
+    ) -> Method:
+        """Validate ``kwargs`` against ``cls.Config`` and construct the method."""
+        config = check_kwargs("method", cls.__name__, kwargs or {}, cls.Config)
+        return cls(student, teacher, config, example_batch)
+
+    # ------------------------------------------------------------------ contract
+    def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        """Return ``(student_output, {loss_name: weighted loss term})``; the engine sums the terms."""
+        raise NotImplementedError
+
+    def predict(self, batch: Batch) -> Tensor:
+        """Student logits used for evaluation."""
+        return self.student(**model_inputs(batch))
+
+    @torch.no_grad()
+    def teacher_forward(self, batch: Batch) -> Tensor:
+        """Teacher output, in eval mode and without gradients."""
+        assert self.teacher is not None
+        self.teacher.eval()
+        return self.teacher(**model_inputs(batch))
+
+    def on_step_start(self, step: int, total_steps: int) -> None:
+        """Hook for curricula (e.g. Theseus replacement rate). Default: nothing."""
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """Optimizer parameter groups: every trainable parameter outside the teacher."""
+        return [{"params": [p for p in self.trainable_parameters()], "lr": lr}]
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Parameters that the optimizer updates (never the teacher's)."""
+        return [
+            p
+            for n, p in self.named_parameters()
+            if p.requires_grad and not n.startswith("teacher.")
+        ]
+
+    def train(self, mode: bool = True) -> Method:
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()
+        return self
+
+    def checkpoint_state(self) -> dict[str, Tensor]:
+        """State to checkpoint: everything except the teacher."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("teacher.")}
+
+    def load_checkpoint_state(self, state: dict[str, Tensor]) -> None:
+        """Load :meth:`checkpoint_state` output (strict on non-teacher keys)."""
+        own = self.checkpoint_state()
+        missing = sorted(set(own) - set(state))
+        extra = sorted(set(state) - set(own))
+        if missing or extra:
+            raise KdforgeError(
+                f"checkpoint does not fit this method: missing {missing[:5]}, unexpected {extra[:5]}",
+                "resume with the recipe that wrote the checkpoint, or start a fresh run directory",
+            )
+        for k, v in own.items():
+            if v.shape != state[k].shape:
+                raise KdforgeError(
+                    f"checkpoint tensor '{k}' has shape {tuple(state[k].shape)}, model expects "
+                    f"{tuple(v.shape)}",
+                    "resume with the recipe that wrote the checkpoint",
+                )
+        self.load_state_dict(state, strict=False)
+
+    def export(self) -> nn.Module:
+        """The deployable student (plain modules; over-parameterized layers collapsed)."""
+        return self.student

@@ -1,0 +1,71 @@
+"""Small convolutional nets with named blocks for 28x28 (or 8x8) grey images."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from kdforge.registry import register_model
+
+
+def _conv_block(cin: int, cout: int, pool: bool, batchnorm: bool) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, padding=1, bias=not batchnorm)]
+    if batchnorm:
+        layers.append(nn.BatchNorm2d(cout))
+    layers.append(nn.ReLU())
+    if pool:
+        layers.append(nn.MaxPool2d(2))
+    return nn.Sequential(*layers)
+
+
+class CNN(nn.Module):
+    """Conv blocks (``blocks.{i}``), global average pool, optional hidden FC (``fc``), ``head``."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        channels: tuple[int, ...] = (32, 64),
+        fc: int | None = 128,
+        batchnorm: bool = True,
+        dropout: float = 0.0,
+        pool_every: int = 1,
+    ) -> None:
+        super().__init__()
+        widths = [in_channels, *channels]
+        self.blocks = nn.ModuleList(
+            _conv_block(a, b, pool=(i + 1) % pool_every == 0, batchnorm=batchnorm)
+            for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True))
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        last = widths[-1]
+        self.fc = (
+            nn.Sequential(nn.Linear(last, fc), nn.ReLU(), nn.Dropout(dropout))
+            if fc
+            else nn.Identity()
+        )
+        self.head = nn.Linear(fc or last, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = x
+        for block in self.blocks:
+            h = block(h)
+        h = self.pool(h).flatten(1)
+        return self.head(self.fc(h))
+
+
+@register_model("cnn")
+def cnn(
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    channels: list[int] | tuple[int, ...] = (32, 64),
+    fc: int | None = 128,
+    batchnorm: bool = True,
+    dropout: float = 0.0,
+) -> CNN:
+    """CNN classifier; the channel list sets depth and width (pool after each block)."""
+    if len(channels) > 2 and min(input_shape[1:]) < 2 ** len(channels):
+        raise ValueError(f"{len(channels)} pooled blocks do not fit input {input_shape}")
+    return CNN(input_shape[0], num_classes, tuple(channels), fc, batchnorm, dropout)
+
+
+__all__ = ["CNN", "cnn"]

@@ -104,9 +104,7 @@ class RunConfig:
         d = self.to_dict()
         keep = {k: d[k] for k in ("seed", "data", "student", "teacher", "method")}
         keep["train"] = {
-            k: v
-            for k, v in d["train"].items()
-            if k not in ("epochs", "max_steps", "log_every_steps")
+            k: v for k, v in d["train"].items() if k not in ("epochs", "max_steps", "log_every_steps")
         }
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -150,30 +148,23 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return _build(tp, value, key)
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
-            raise KdforgeError(
-                f"config key '{key}' must be a mapping, got {value!r}", "fix the recipe"
-            )
+            raise KdforgeError(f"config key '{key}' must be a mapping, got {value!r}", "fix the recipe")
         return dict(value)
     if origin is list or tp is list:
         if not isinstance(value, list):
-            raise KdforgeError(
-                f"config key '{key}' must be a list, got {value!r}", "fix the recipe"
-            )
+            raise KdforgeError(f"config key '{key}' must be a list, got {value!r}", "fix the recipe")
         return list(value)
     if tp is Any:
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp is bool and not isinstance(value, bool):
-        raise KdforgeError(
-            f"config key '{key}' must be true/false, got {value!r}", "use true or false"
-        )
+        raise KdforgeError(f"config key '{key}' must be true/false, got {value!r}", "use true or false")
     if tp is int and isinstance(value, bool):
         raise KdforgeError(f"config key '{key}' must be an integer, got {value!r}", "fix the value")
     if not isinstance(value, tp):
         raise KdforgeError(
-            f"config key '{key}' must be of type {_type_name(tp)}, got {type(value).__name__} "
-            f"({value!r})",
+            f"config key '{key}' must be of type {_type_name(tp)}, got {type(value).__name__} ({value!r})",
             f"give '{key}' a {_type_name(tp)} value",
         )
     return value
@@ -198,9 +189,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
 def from_dict(data: dict[str, Any]) -> RunConfig:
     """Build and validate a :class:`RunConfig` from a nested dict."""
     if not isinstance(data, dict):
-        raise KdforgeError(
-            "a recipe must be a YAML mapping at the top level", "see configs/ for examples"
-        )
+        raise KdforgeError("a recipe must be a YAML mapping at the top level", "see configs/ for examples")
     version = data.get("schema_version", SCHEMA_VERSION)
     if version != SCHEMA_VERSION:
         raise KdforgeError(
@@ -215,9 +204,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     data = json.loads(json.dumps(data))  # deep copy
     for ov in overrides:
         if "=" not in ov:
-            raise KdforgeError(
-                f"override '{ov}' is not of the form key=value", "write e.g. train.lr=0.01"
-            )
+            raise KdforgeError(f"override '{ov}' is not of the form key=value", "write e.g. train.lr=0.01")
         key, raw = ov.split("=", 1)
         value = yaml.safe_load(raw) if raw != "" else None
         parts = key.strip().split(".")
@@ -227,9 +214,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
                 node[p] = {}
             node = node[p]
             if not isinstance(node, dict):
-                raise KdforgeError(
-                    f"override '{key}': '{p}' is not a mapping", "check the key path"
-                )
+                raise KdforgeError(f"override '{key}': '{p}' is not a mapping", "check the key path")
         node[parts[-1]] = value
     return data
 
@@ -244,9 +229,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RunConf
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise KdforgeError(
-            f"recipe '{path}' is not valid YAML: {e}", "fix the YAML syntax"
-        ) from None
+        raise KdforgeError(f"recipe '{path}' is not valid YAML: {e}", "fix the YAML syntax") from None
     return from_dict(apply_overrides(data, overrides or []))
 
 

@@ -45,9 +45,7 @@ class Registry:
         """Return the entry called ``name``; unknown names list the nearest valid ones."""
         _load_plugins()
         if name not in self._items:
-            raise unknown(
-                self.kind, name, self._items, f"run `kdforge list` to see every {self.kind}"
-            )
+            raise unknown(self.kind, name, self._items, f"run `kdforge list` to see every {self.kind}")
         return self._items[name]
 
     def names(self) -> list[str]:

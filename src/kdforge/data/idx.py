@@ -54,9 +54,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     dtype, ndim = _DTYPES[raw[2]], raw[3]
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise KdforgeError(
-            f"IDX file '{path}' is truncated inside its header", "re-install the data"
-        )
+        raise KdforgeError(f"IDX file '{path}' is truncated inside its header", "re-install the data")
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = header + int(np.prod(shape)) * dtype.itemsize
     if len(raw) != expected:
@@ -65,11 +63,7 @@ def read_idx(path: str | Path) -> np.ndarray:
             "(truncated or corrupt)",
             "re-install or re-download the data set",
         )
-    return (
-        np.frombuffer(raw, dtype=dtype, offset=header)
-        .reshape(shape)
-        .astype(dtype.newbyteorder("="))
-    )
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
 def _find(directory: Path, base: str) -> Path | None:

@@ -63,9 +63,7 @@ def _from_idx(directory: str, name: str, val_size: int, seed: int, subset: int |
     xte, yte = _to_tensor(raw["test"][0]), torch.from_numpy(raw["test"][1])
     train, val = split_train_val(xtr, ytr, val_size, seed, subset)
     num_classes = int(max(ytr.max(), yte.max())) + 1
-    return Splits(
-        train, val, TensorData({"x": xte, "y": yte}), num_classes, tuple(xtr.shape[1:]), name
-    )
+    return Splits(train, val, TensorData({"x": xte, "y": yte}), num_classes, tuple(xtr.shape[1:]), name)
 
 
 @register_dataset("fashion_mnist")
@@ -93,9 +91,7 @@ def idx_dir(
 ) -> Splits:
     """Any MNIST-format directory (MNIST, KMNIST, EMNIST, ...) given by ``data_dir``."""
     if data_dir is None:
-        raise KdforgeError(
-            "dataset 'idx' needs a directory", "pass data.data_dir=DIR (or --data-dir)"
-        )
+        raise KdforgeError("dataset 'idx' needs a directory", "pass data.data_dir=DIR (or --data-dir)")
     return _from_idx(data_dir, f"idx:{data_dir}", val_size, seed, subset)
 
 

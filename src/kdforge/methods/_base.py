@@ -97,11 +97,7 @@ class Method(nn.Module):
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Parameters that the optimizer updates (never the teacher's)."""
-        return [
-            p
-            for n, p in self.named_parameters()
-            if p.requires_grad and not n.startswith("teacher.")
-        ]
+        return [p for n, p in self.named_parameters() if p.requires_grad and not n.startswith("teacher.")]
 
     def train(self, mode: bool = True) -> Method:
         super().train(mode)

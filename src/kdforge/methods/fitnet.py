@@ -52,9 +52,7 @@ class FitNet(Method):
         self._s_hooks = FeatureHooks(student, [cfg.student_path], "student")
         self._t_hooks = FeatureHooks(teacher, [cfg.teacher_path], "teacher")
         if example_batch is None:
-            raise KdforgeError(
-                "FitNet needs an example batch to size its regressor", "pass example_batch"
-            )
+            raise KdforgeError("FitNet needs an example batch to size its regressor", "pass example_batch")
         with torch.no_grad():
             was = student.training
             student.eval()

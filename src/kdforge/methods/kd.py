@@ -31,7 +31,5 @@ class KD(Method):
     def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         logits = self.student(**model_inputs(batch))
         t_logits = self.teacher_forward(batch)
-        ce, kl = hinton_loss(
-            logits, t_logits, batch["y"], self.config.temperature, self.config.alpha
-        )
+        ce, kl = hinton_loss(logits, t_logits, batch["y"], self.config.temperature, self.config.alpha)
         return logits, {"ce": ce, "kd": kl}

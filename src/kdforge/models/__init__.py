@@ -14,9 +14,7 @@ from kdforge.models.mlp import count_parameters
 __all__ = ["build_model", "count_parameters"]
 
 
-def build_model(
-    name: str, input_shape: tuple[int, ...], num_classes: int, **kwargs: Any
-) -> nn.Module:
+def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, **kwargs: Any) -> nn.Module:
     """Build a registered model, checking ``kwargs`` against the builder's signature."""
     from kdforge.registry import MODELS
 
@@ -33,6 +31,4 @@ def build_model(
     try:
         return builder(input_shape=tuple(input_shape), num_classes=num_classes, **kwargs)
     except (TypeError, ValueError) as e:
-        raise KdforgeError(
-            f"cannot build model '{name}' with {kwargs}: {e}", "fix its kwargs"
-        ) from None
+        raise KdforgeError(f"cannot build model '{name}' with {kwargs}: {e}", "fix its kwargs") from None

@@ -38,11 +38,7 @@ class CNN(nn.Module):
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
         last = widths[-1]
-        self.fc = (
-            nn.Sequential(nn.Linear(last, fc), nn.ReLU(), nn.Dropout(dropout))
-            if fc
-            else nn.Identity()
-        )
+        self.fc = nn.Sequential(nn.Linear(last, fc), nn.ReLU(), nn.Dropout(dropout)) if fc else nn.Identity()
         self.head = nn.Linear(fc or last, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:

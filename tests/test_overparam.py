@@ -18,6 +18,9 @@ from kdforge.layers import (
 from kdforge.models.cnn import cnn
 from kdforge.models.mlp import count_parameters, mlp
 
+# small SVDs: one thread avoids pathological oversubscription on shared 2-core machines
+torch.set_num_threads(1)
+
 
 def _lin(out_f: int, in_f: int, bias: bool = True) -> nn.Linear:
     torch.manual_seed(0)

@@ -1,0 +1,160 @@
+"""Over-parameterized distillation (OPDF; Zhan et al., NeurIPS 2024) as a wrapper around any base method.
+
+The student's chosen linear layers are swapped for exact, untruncated MPO (or
+SVD) layers, so it trains with many more parameters but computes the same map;
+the base method (KD, FitNet, Theseus, ...) runs unchanged on that student, and
+OPDF adds one term::
+
+    loss = base-method terms + lambda_align * L_align(student aux tensors, teacher aux tensors)
+
+The teacher's mapped layers are MPO-decomposed once, with factorizations chosen
+so that the auxiliary tensors of both sides have equal shapes (the central
+tensor absorbs the width difference). ``export()`` collapses the student back
+to plain ``nn.Linear`` layers: same size and speed as the plain student.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor, nn
+
+from kdforge.errors import KdforgeError
+from kdforge.layers import collapse, factorized_layers, match_linear, overparameterize
+from kdforge.losses.alignment import check_alignable, default_layer_map, tensor_alignment_loss
+from kdforge.methods._base import Batch, Method
+from kdforge.registry import METHODS, register_method
+from kdforge.tensor.mpo import mpo_decompose, propose_factorization
+
+
+@dataclass
+class OPDFConfig:
+    """Options of OPDF."""
+
+    base: str = "kd"  # the wrapped method (any registered method except opdf)
+    base_kwargs: dict[str, Any] = field(default_factory=dict)
+    overparam: str = "mpo"  # mpo | svd (svd: the baseline, never aligned)
+    patterns: list[str] = field(default_factory=lambda: ["blocks.*.0"])  # student layers
+    teacher_patterns: list[str] | None = None  # teacher layers to align with (default: patterns)
+    layer_map: dict[str, str] | None = None  # student layer -> teacher layer (default: l*r + r - 1)
+    n: int = 5  # MPO tensors per layer
+    factors: dict[str, list[list[int]]] = field(default_factory=dict)  # name -> [row, col] factors
+    lambda_align: float = 0.0  # weight of the tensor alignment loss (0: off)
+    mpo_lr_scale: float = 1.0  # learning rate of the MPO/SVD factors = lr * mpo_lr_scale
+    forward_mode: str = "auto"  # auto | contract | sequential
+
+
+def _pair_factors(s_lin: nn.Linear, t_lin: nn.Linear, n: int) -> tuple[list[list[int]], list[list[int]]]:
+    """Factorizations of a student and a teacher weight whose auxiliary tensors can match."""
+    (so, si), (to, ti) = s_lin.weight.shape, t_lin.weight.shape
+    s = [propose_factorization(so, n, to), propose_factorization(si, n, ti)]
+    t = [propose_factorization(to, n, so), propose_factorization(ti, n, si)]
+    return s, t
+
+
+@register_method("opdf")
+class OPDF(Method):
+    """Wraps ``base``: MPO/SVD-over-parameterized student, optional tensor alignment, collapsed export."""
+
+    Config = OPDFConfig
+
+    def __init__(self, student, teacher=None, config=None, example_batch=None) -> None:
+        super().__init__(student, teacher, config, example_batch)
+        cfg = self.config
+        if cfg.base == "opdf":
+            raise KdforgeError("OPDF cannot wrap itself", "set base to kd, fitnet, theseus, adkd, ...")
+        if cfg.overparam not in ("mpo", "svd"):
+            raise KdforgeError(f"unknown overparam '{cfg.overparam}'", "use overparam: mpo or svd")
+        if cfg.lambda_align and cfg.overparam != "mpo":
+            raise KdforgeError("tensor alignment needs MPO layers", "set lambda_align: 0 with overparam: svd")
+        names = match_linear(student, cfg.patterns)
+        pairs = self._layer_pairs(names) if cfg.lambda_align else {}
+        factors = {k: (v[0], v[1]) for k, v in cfg.factors.items()}
+        t_factors: dict[str, tuple[list[int], list[int]]] = {}
+        for s_name, t_name in pairs.items():
+            s_f, t_f = _pair_factors(student.get_submodule(s_name), teacher.get_submodule(t_name), cfg.n)
+            factors.setdefault(s_name, (s_f[0], s_f[1]))
+            t_factors[t_name] = (t_f[0], t_f[1])
+        self.layers = overparameterize(
+            student, cfg.patterns, cfg.overparam, n=cfg.n, factors=factors, forward_mode=cfg.forward_mode
+        )
+        self.pairs = pairs
+        self._teacher_cores: dict[str, list[Tensor]] = {}
+        for t_name, (rf, cf) in t_factors.items():
+            w = teacher.get_submodule(t_name).weight.detach()
+            self._teacher_cores[t_name] = mpo_decompose(w, rf, cf).cores
+        if pairs:
+            check_alignable(
+                [list(self.layers[s].cores) for s in pairs],
+                [self._teacher_cores[t] for t in pairs.values()],
+                [(f"student '{s}'", f"teacher '{t}'") for s, t in pairs.items()],
+            )
+        base_cls = METHODS.get(cfg.base)
+        self.base = base_cls.build(student, teacher, cfg.base_kwargs, example_batch)
+
+    def _layer_pairs(self, names: list[str]) -> dict[str, str]:
+        cfg = self.config
+        t_names = match_linear(self.teacher, cfg.teacher_patterns or cfg.patterns)
+        if cfg.layer_map is not None:
+            bad = [f"{s}->{t}" for s, t in cfg.layer_map.items() if s not in names or t not in t_names]
+            if bad:
+                raise KdforgeError(
+                    f"layer_map entries {bad} name layers outside the matched student {names} / "
+                    f"teacher {t_names} layers",
+                    "map matched nn.Linear names (see patterns / teacher_patterns)",
+                )
+            return dict(cfg.layer_map)
+        idx = default_layer_map(len(names), len(t_names))
+        return {s: t_names[i] for s, i in zip(names, idx, strict=True)}
+
+    # ------------------------------------------------------------------ contract
+    def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        logits, losses = self.base.training_step(batch)
+        if self.config.lambda_align and self.pairs:
+            for t_name, cores in self._teacher_cores.items():  # follow the student's device/dtype
+                ref = self.layers[next(iter(self.pairs))].cores[0]
+                if cores[0].device != ref.device or cores[0].dtype != ref.dtype:
+                    self._teacher_cores[t_name] = [c.to(ref) for c in cores]
+            align = tensor_alignment_loss(
+                [list(self.layers[s].cores) for s in self.pairs],
+                [self._teacher_cores[t] for t in self.pairs.values()],
+            )
+            losses = {**losses, "align": self.config.lambda_align * align}
+        return logits, losses
+
+    def predict(self, batch: Batch) -> Tensor:
+        return self.base.predict(batch)
+
+    def on_step_start(self, step: int, total_steps: int) -> None:
+        self.base.on_step_start(step, total_steps)
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """Two groups: the MPO/SVD factors at ``lr * mpo_lr_scale``, everything else at ``lr``."""
+        layers = factorized_layers(self.student).values()
+        factor_ids = {id(p) for m in layers for n, p in m.named_parameters() if n != "bias"}
+        params = self.trainable_parameters()
+        groups = [
+            {"params": [p for p in params if id(p) in factor_ids], "lr": lr * self.config.mpo_lr_scale},
+            {"params": [p for p in params if id(p) not in factor_ids], "lr": lr},
+        ]
+        return [g for g in groups if g["params"]]
+
+    def checkpoint_state(self) -> dict[str, Tensor]:
+        """Student, extra modules of the base method; never the teacher (nor duplicate aliases)."""
+        return {
+            k: v
+            for k, v in self.state_dict().items()
+            if not k.startswith(("teacher.", "base.teacher.", "base.student."))
+        }
+
+    def export(self) -> nn.Module:
+        """The collapsed student: plain ``nn.Linear`` layers, the plain student's size and outputs."""
+        return collapse(self.base.export())
+
+    def train_time_parameters(self) -> int:
+        """Trainable student parameters while over-parameterized."""
+        return sum(p.numel() for p in self.student.parameters())
+
+
+__all__ = ["OPDF", "OPDFConfig"]

@@ -68,6 +68,9 @@ class OPDF(Method):
             raise KdforgeError(f"unknown overparam '{cfg.overparam}'", "use overparam: mpo or svd")
         if cfg.lambda_align and cfg.overparam != "mpo":
             raise KdforgeError("tensor alignment needs MPO layers", "set lambda_align: 0 with overparam: svd")
+        # the base method is built on the plain student first (it may copy teacher weights into it,
+        # size regressors or hook modules); its layers are then swapped in place
+        self.base = METHODS.get(cfg.base).build(student, teacher, cfg.base_kwargs, example_batch)
         names = match_linear(student, cfg.patterns)
         pairs = self._layer_pairs(names) if cfg.lambda_align else {}
         factors = {k: (v[0], v[1]) for k, v in cfg.factors.items()}
@@ -90,8 +93,6 @@ class OPDF(Method):
                 [self._teacher_cores[t] for t in pairs.values()],
                 [(f"student '{s}'", f"teacher '{t}'") for s, t in pairs.items()],
             )
-        base_cls = METHODS.get(cfg.base)
-        self.base = base_cls.build(student, teacher, cfg.base_kwargs, example_batch)
 
     def _layer_pairs(self, names: list[str]) -> dict[str, str]:
         cfg = self.config

@@ -126,3 +126,13 @@ def test_short_real_training_improves_and_exports_plain():
     out = m.export().eval()
     acc = (out(data.test.tensors["x"]).argmax(1) == data.test.tensors["y"]).float().mean().item()
     assert acc > 0.5  # 10 classes: chance is 0.1
+
+
+def test_layer_map_fixes_factors_without_alignment():
+    shapes = {}
+    for lam in (0.0, 1.0):
+        student, teacher = _models()
+        m = _build(student, teacher, n=3, lambda_align=lam, layer_map={"blocks.0.0": "blocks.0.0"})
+        shapes[lam] = [tuple(c.shape) for c in m.layers["blocks.0.0"].cores]
+        assert ("align" in m.training_step(_batch())[1]) == (lam > 0)
+    assert shapes[0.0] == shapes[1.0]

@@ -66,13 +66,18 @@ class OPDF(Method):
             raise KdforgeError("OPDF cannot wrap itself", "set base to kd, fitnet, theseus, adkd, ...")
         if cfg.overparam not in ("mpo", "svd"):
             raise KdforgeError(f"unknown overparam '{cfg.overparam}'", "use overparam: mpo or svd")
-        if cfg.lambda_align and cfg.overparam != "mpo":
-            raise KdforgeError("tensor alignment needs MPO layers", "set lambda_align: 0 with overparam: svd")
+        if (cfg.lambda_align or cfg.layer_map) and cfg.overparam != "mpo":
+            raise KdforgeError(
+                "tensor alignment (lambda_align, layer_map) needs MPO layers",
+                "set lambda_align: 0 and no layer_map with overparam: svd",
+            )
         # the base method is built on the plain student first (it may copy teacher weights into it,
         # size regressors or hook modules); its layers are then swapped in place
         self.base = METHODS.get(cfg.base).build(student, teacher, cfg.base_kwargs, example_batch)
         names = match_linear(student, cfg.patterns)
-        pairs = self._layer_pairs(names) if cfg.lambda_align else {}
+        # an explicit layer_map fixes the factorizations even with lambda_align=0, so the
+        # "without alignment" ablation trains exactly the same parameterization
+        pairs = self._layer_pairs(names) if cfg.lambda_align or cfg.layer_map else {}
         factors = {k: (v[0], v[1]) for k, v in cfg.factors.items()}
         t_factors: dict[str, tuple[list[int], list[int]]] = {}
         for s_name, t_name in pairs.items():
@@ -87,7 +92,7 @@ class OPDF(Method):
         for t_name, (rf, cf) in t_factors.items():
             w = teacher.get_submodule(t_name).weight.detach()
             self._teacher_cores[t_name] = mpo_decompose(w, rf, cf).cores
-        if pairs:
+        if pairs and cfg.lambda_align:
             check_alignable(
                 [list(self.layers[s].cores) for s in pairs],
                 [self._teacher_cores[t] for t in pairs.values()],

@@ -102,7 +102,7 @@ def test_errors():
     student, teacher = _models()
     with pytest.raises(KdforgeError, match="matches no nn.Linear"):
         _build(student, teacher, patterns=["encoder.*"])
-    with pytest.raises(KdforgeError, match="alignment needs MPO"):
+    with pytest.raises(KdforgeError, match=r"alignment \(lambda_align, layer_map\) needs MPO"):
         _build(*_models(), overparam="svd", lambda_align=1.0)
     # head (10x16) vs teacher head (10x32): the student's right bond is smaller -> named mismatch
     with pytest.raises(KdforgeError, match=r"student 'head'\.cores\.\d .* vs teacher 'head'"):

@@ -1,0 +1,154 @@
+"""OPDF vision grid: {KD, FitNet} x {plain, +SVD, +OPDF, +OPDF without alignment} x seeds on Fashion-MNIST.
+
+Usage::
+
+    PYTHONPATH=src python benchmarks/opdf_vision.py [--seeds 0 1 2] [--bases kd fitnet]
+
+Trains the teacher (``configs/opdf/teacher.yaml``) if its export is missing, then
+runs every ``configs/opdf/<base>_<variant>.yaml`` recipe once per seed through
+the engine (model selection on the validation split only; test accuracy of the
+selected checkpoint), reusing finished runs (``summary.json``). Measures the
+exported (collapsed) student's latency against a plain student side by side.
+Writes ``benchmarks/results/opdf_vision.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from kdforge.config import load_recipe
+from kdforge.engine import checkpoint as ckpt
+from kdforge.engine.run import load_student, run_experiment
+from kdforge.models import build_model, count_parameters
+from kdforge.report.provenance import provenance, write_results
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs" / "opdf"
+RESULTS = ROOT / "benchmarks" / "results" / "opdf_vision.json"
+VARIANTS = ["plain", "svd", "opdf", "opdf_noalign"]
+LABELS = {"plain": "plain", "svd": "+SVD", "opdf": "+OPDF", "opdf_noalign": "+OPDF w/o alignment"}
+
+
+def _run(recipe: Path, overrides: list[str]) -> dict:
+    cfg = load_recipe(recipe, overrides)
+    summary_path = cfg.run_dir / "summary.json"
+    if summary_path.is_file():
+        return json.loads(summary_path.read_text())
+    resume = ckpt.has_checkpoint(cfg.run_dir / "checkpoints")
+    t = time.perf_counter()
+    summary = run_experiment(cfg, resume=resume, progress=False)
+    print(f"  {cfg.name}: test_acc={summary['test_acc']:.4f} ({time.perf_counter() - t:.0f}s)", flush=True)
+    return summary
+
+
+def latency_ratio(exported: Path, repeats: int = 200) -> float:
+    """Median latency of the exported student over a freshly built plain one (same arch), interleaved."""
+    model = load_student(exported).eval()
+    spec = json.loads(exported.with_suffix(".json").read_text())
+    plain = build_model(
+        spec["model"], tuple(spec["input_shape"]), spec["num_classes"], **spec["kwargs"]
+    ).eval()
+    assert [type(m) for m in model.modules()] == [type(m) for m in plain.modules()]
+    x = torch.rand(256, *spec["input_shape"])
+    a, b = [], []
+    with torch.no_grad():
+        for _ in range(10):
+            model(x), plain(x)
+        for _ in range(repeats):
+            t = time.perf_counter()
+            model(x)
+            a.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            plain(x)
+            b.append(time.perf_counter() - t)
+    return statistics.median(a) / statistics.median(b)
+
+
+def _ms(values: list[float]) -> str:
+    if len(values) < 2:
+        return f"{100 * values[0]:.2f}"
+    return f"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}"
+
+
+def markdown(res: dict) -> str:
+    """The results table (one row per base method x variant, teacher row first)."""
+    t = res["teacher"]
+    lines = [
+        "# OPDF on Fashion-MNIST (vision)",
+        "",
+        f"Student MLP 784-64-10 on a {res['subset']:,}-example training subset; teacher MLP 784-1024-512-10 "
+        "trained on the full training split. Test accuracy (%) of the checkpoint selected on validation, "
+        f"mean ± std over seeds {res['seeds']}.",
+        "",
+        "| method | test acc (%) | val acc (%) | train-time params | inference params | latency vs plain "
+        "| train time (s) |",
+        "|---|---|---|---|---|---|---|",
+        f"| teacher | {100 * t['test_acc']:.2f} | {100 * t['val_acc']:.2f} | {t['train_params']:,} | "
+        f"{t['student_params']:,} | - | {t['train_time_s']:.0f} |",
+    ]
+    for r in res["rows"]:
+        lines.append(
+            f"| {r['base']} {LABELS[r['variant']]} | {_ms(r['test_acc'])} | {_ms(r['val_acc'])} | "
+            f"{r['train_params']:,} | {r['inference_params']:,} | {r['latency_ratio']:.2f} | "
+            f"{statistics.mean(r['train_time_s']):.0f} |"
+        )
+    lines += ["", "## OPDF vs the same base method (target: >= +1.0 point)", ""]
+    for d in res["deltas"]:
+        verdict = "met" if d["delta_points"] >= 1.0 else "**missed**"
+        lines.append(
+            f"- {d['base']} {LABELS[d['variant']]}: {d['delta_points']:+.2f} points vs plain ({verdict})"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--bases", nargs="+", default=["kd", "fitnet"])
+    ap.add_argument("--variants", nargs="+", default=VARIANTS)
+    ap.add_argument("--out", default=str(RESULTS))
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    teacher = _run(CONFIGS / "teacher.yaml", [])
+    rows, subset = [], None
+    for base in args.bases:
+        for variant in args.variants:
+            recipe = CONFIGS / f"{base}_{variant}.yaml"
+            subset = load_recipe(recipe).data.subset
+            runs = [_run(recipe, [f"seed={s}", f"name={base}_{variant}_s{s}"]) for s in args.seeds]
+            out_dir = load_recipe(recipe, [f"name={base}_{variant}_s{args.seeds[0]}"]).run_dir
+            rows.append(
+                {
+                    "base": base,
+                    "variant": variant,
+                    "recipe": str(recipe.relative_to(ROOT)),
+                    "test_acc": [r["test_acc"] for r in runs],
+                    "val_acc": [r["val_acc"] for r in runs],
+                    "train_params": runs[0]["train_params"],
+                    "inference_params": runs[0]["student_params"],
+                    "latency_ratio": latency_ratio(out_dir / "student.safetensors"),
+                    "train_time_s": [r["train_time_s"] for r in runs],
+                }
+            )
+    deltas = []
+    for r in rows:
+        plain = next((p for p in rows if p["base"] == r["base"] and p["variant"] == "plain"), None)
+        if plain is not None and r["variant"].startswith("opdf"):
+            delta = 100 * (statistics.mean(r["test_acc"]) - statistics.mean(plain["test_acc"]))
+            deltas.append({"base": r["base"], "variant": r["variant"], "delta_points": delta})
+    res = {"seeds": args.seeds, "subset": subset, "teacher": teacher, "rows": rows, "deltas": deltas}
+    cfg = {"recipes": sorted(str(p.relative_to(ROOT)) for p in CONFIGS.glob("*.yaml"))}
+    res["provenance"] = provenance(cfg, seeds=args.seeds, command=" ".join(["python", *sys.argv]))
+    write_results(args.out, res, markdown(res))
+    print(markdown(res))
+
+
+if __name__ == "__main__":
+    main()

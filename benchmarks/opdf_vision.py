@@ -26,7 +26,7 @@ import torch
 from kdforge.config import load_recipe
 from kdforge.engine import checkpoint as ckpt
 from kdforge.engine.run import load_student, run_experiment
-from kdforge.models import build_model, count_parameters
+from kdforge.models import build_model
 from kdforge.report.provenance import provenance, write_results
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -35,6 +35,9 @@ METHOD_SETUPS = {
     "supervised": lambda: METHODS.get("supervised").build(_mlp([16]), None, {}, BATCH),
     "kd": _plain("kd", temperature=3.0, alpha=0.5),
     "fitnet": _plain("fitnet", student_path="blocks.0", teacher_path="blocks.0"),
+    "opdf": _plain("opdf", base="kd", n=3, lambda_align=0.1),
+    "theseus": lambda: METHODS.get("theseus").build(_mlp([16, 16]), _mlp([16, 16, 16, 16]), {}, BATCH),
+    "adkd": _plain("adkd", steps=2, top_k=2),
 }
 
 

@@ -33,7 +33,8 @@ BERT_PATTERNS = (
 )
 
 
-def _matches(name: str, pattern: str) -> bool:
+def name_matches(name: str, pattern: str) -> bool:
+    """Whether module ``name`` matches a glob or ``re:``-prefixed regex ``pattern``."""
     if pattern.startswith("re:"):
         return re.fullmatch(pattern[3:], name) is not None
     return fnmatch.fnmatchcase(name, pattern)
@@ -49,13 +50,13 @@ def match_linear(model: nn.Module, patterns: Sequence[str]) -> list[str]:
         patterns = [patterns]
     linear = [n for n, m in model.named_modules() if type(m) is nn.Linear]
     for p in patterns:
-        if not any(_matches(n, p) for n in linear):
+        if not any(name_matches(n, p) for n in linear):
             raise KdforgeError(
                 f"layer pattern '{p}' matches no nn.Linear module of the model",
                 f"linear layers are: {', '.join(linear[:12])}{' ...' if len(linear) > 12 else ''} "
                 "(globs like 'blocks.*.0', or 're:<regex>')",
             )
-    return [n for n in linear if any(_matches(n, p) for p in patterns)]
+    return [n for n in linear if any(name_matches(n, p) for p in patterns)]
 
 
 def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from kdforge.errors import KdforgeError
 from kdforge.layers import collapse, factorized_layers, match_linear, overparameterize
+from kdforge.layers.overparam import name_matches
 from kdforge.losses.alignment import check_alignable, default_layer_map, tensor_alignment_loss
 from kdforge.methods._base import Batch, Method
 from kdforge.registry import METHODS, register_method
@@ -45,9 +46,13 @@ class OPDFConfig:
     forward_mode: str = "auto"  # auto | contract | sequential
 
 
-def _pair_factors(s_lin: nn.Linear, t_lin: nn.Linear, n: int) -> tuple[list[list[int]], list[list[int]]]:
+def _shape(layer: nn.Module) -> tuple[int, int]:
+    return layer.out_features, layer.in_features  # nn.Linear and FactorizedLinear alike
+
+
+def _pair_factors(s_lin: nn.Module, t_lin: nn.Module, n: int) -> tuple[list[list[int]], list[list[int]]]:
     """Factorizations of a student and a teacher weight whose auxiliary tensors can match."""
-    (so, si), (to, ti) = s_lin.weight.shape, t_lin.weight.shape
+    (so, si), (to, ti) = _shape(s_lin), _shape(t_lin)
     s = [propose_factorization(so, n, to), propose_factorization(si, n, ti)]
     t = [propose_factorization(to, n, so), propose_factorization(ti, n, si)]
     return s, t
@@ -74,7 +79,13 @@ class OPDF(Method):
         # the base method is built on the plain student first (it may copy teacher weights into it,
         # size regressors or hook modules); its layers are then swapped in place
         self.base = METHODS.get(cfg.base).build(student, teacher, cfg.base_kwargs, example_batch)
-        names = match_linear(student, cfg.patterns)
+        # a student that is already over-parameterized (rebuilt from an OPDF checkpoint) is reused as is
+        existing = {
+            n: m
+            for n, m in factorized_layers(student).items()
+            if any(name_matches(n, p) for p in cfg.patterns)
+        }
+        names = list(existing) if existing else match_linear(student, cfg.patterns)
         # an explicit layer_map fixes the factorizations even with lambda_align=0, so the
         # "without alignment" ablation trains exactly the same parameterization
         pairs = self._layer_pairs(names) if cfg.lambda_align or cfg.layer_map else {}
@@ -84,7 +95,7 @@ class OPDF(Method):
             s_f, t_f = _pair_factors(student.get_submodule(s_name), teacher.get_submodule(t_name), cfg.n)
             factors.setdefault(s_name, (s_f[0], s_f[1]))
             t_factors[t_name] = (t_f[0], t_f[1])
-        self.layers = overparameterize(
+        self.layers = existing or overparameterize(
             student, cfg.patterns, cfg.overparam, n=cfg.n, factors=factors, forward_mode=cfg.forward_mode
         )
         self.pairs = pairs

@@ -32,8 +32,14 @@ from kdforge.report.provenance import provenance, write_results
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs" / "opdf"
 RESULTS = ROOT / "benchmarks" / "results" / "opdf_vision.json"
-VARIANTS = ["plain", "svd", "opdf", "opdf_noalign"]
-LABELS = {"plain": "plain", "svd": "+SVD", "opdf": "+OPDF", "opdf_noalign": "+OPDF w/o alignment"}
+VARIANTS = ["plain", "svd", "opdf", "opdf_noalign", "plain_lr3x"]
+LABELS = {
+    "plain": "plain",
+    "svd": "+SVD",
+    "opdf": "+OPDF",
+    "opdf_noalign": "+OPDF w/o alignment",
+    "plain_lr3x": "plain, 3x lr (control)",
+}
 
 
 def _run(recipe: Path, overrides: list[str]) -> dict:
@@ -121,6 +127,8 @@ def main() -> None:
     for base in args.bases:
         for variant in args.variants:
             recipe = CONFIGS / f"{base}_{variant}.yaml"
+            if not recipe.is_file():
+                continue
             subset = load_recipe(recipe).data.subset
             runs = [_run(recipe, [f"seed={s}", f"name={base}_{variant}_s{s}"]) for s in args.seeds]
             out_dir = load_recipe(recipe, [f"name={base}_{variant}_s{args.seeds[0]}"]).run_dir

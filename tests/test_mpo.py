@@ -10,6 +10,7 @@ import torch
 from kdforge.errors import KdforgeError
 from kdforge.tensor.mpo import (
     bond_dims,
+    contraction_plan,
     mpo_contract,
     mpo_decompose,
     mpo_num_params,
@@ -156,3 +157,18 @@ def test_parity_with_tensorly_tt_matrix():
     torch.testing.assert_close(
         ours2, torch.from_numpy(tt_matrix_to_tensor(t2).reshape(24, 30)), atol=1e-9, rtol=0
     )
+
+
+def test_contraction_plan_golden_reference_style():
+    # [a,1,1,1,b]: left-to-right costs about 4 * (a_i a_j) * d * d; starting at the small end is cheaper
+    rf = [24, 1, 1, 1, 16]
+    cf = [48, 1, 1, 1, 32]
+    d = bond_dims(rf, cf)  # [1, 512, 512, 512, 512, 1]
+    shapes = [(d[k], i, j, d[k + 1]) for k, (i, j) in enumerate(zip(rf, cf, strict=True))]
+    cost, split = contraction_plan(shapes)
+    left_to_right = 3 * (24 * 48) * 512 * 512 + (24 * 48) * 512 * (16 * 32)
+    # best: absorb the middle tensors into the right end (b_i b_j = d = 512), then the left end
+    assert cost == 3 * 512**3 + (24 * 48) * 512 * 512 < left_to_right
+    assert split[0, 4] == 0
+    # n = 2: a single merge
+    assert contraction_plan([(1, 2, 3, 6), (6, 2, 1, 1)]) == (1 * 6 * 6 * 2 * 1, {(0, 1): 0})

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from kdforge.layers._factorized import FactorizedLinear
-from kdforge.tensor.mpo import MPO, mpo_contract, mpo_decompose, propose_factorization
+from kdforge.tensor.mpo import MPO, contraction_plan, mpo_contract, mpo_decompose, propose_factorization
 
 
 class MPOLinear(FactorizedLinear):
@@ -86,13 +86,10 @@ class MPOLinear(FactorizedLinear):
         return s.reshape(rows, self.out_features)
 
     def contract_flops(self, rows: int) -> int:
-        a = b = 1
-        total = 0
-        for core in self.cores:
-            d, i, j, e = core.shape
-            total += a * b * d * i * j * e
-            a, b = a * i, b * j
-        return total + rows * self.in_features * self.out_features
+        return (
+            contraction_plan([tuple(c.shape) for c in self.cores])[0]
+            + rows * self.in_features * self.out_features
+        )
 
     def sequential_flops(self, rows: int) -> int:
         o, rest, total = 1, self.in_features, 0

@@ -28,6 +28,7 @@ __all__ = [
     "MPO",
     "bond_dims",
     "check_factors",
+    "contraction_plan",
     "mpo_contract",
     "mpo_decompose",
     "mpo_num_params",
@@ -208,18 +209,57 @@ def mpo_decompose(
     return MPO([x.contiguous() for x in cores], tuple(rf), tuple(cf))  # type: ignore[misc]
 
 
+def contraction_plan(shapes: list[tuple[int, int, int, int]]) -> tuple[int, dict[tuple[int, int], int]]:
+    """Cheapest order to contract a chain of cores, by dynamic programming over segments.
+
+    Merging segments ``[p..m]`` and ``[m+1..q]`` costs
+    ``d_{p-1} * (I J)_{p..m} * d_m * (I J)_{m+1..q} * d_q`` multiply-adds. For the
+    reference's ``[a, 1, 1, 1, b]`` factorizations this multiplies the small middle
+    ``d x d`` tensors together first instead of sweeping left to right.
+
+    Args:
+        shapes: core shapes ``(d_{k-1}, i_k, j_k, d_k)``.
+
+    Returns:
+        ``(total multiply-adds, {(p, q): split m})``.
+    """
+    n = len(shapes)
+    ij = [i * j for _, i, j, _ in shapes]
+    cost: dict[tuple[int, int], int] = {(k, k): 0 for k in range(n)}
+    split: dict[tuple[int, int], int] = {}
+    for length in range(2, n + 1):
+        for p in range(n - length + 1):
+            q = p + length - 1
+            best = None
+            for m in range(p, q):
+                left, right = math.prod(ij[p : m + 1]), math.prod(ij[m + 1 : q + 1])
+                c = cost[p, m] + cost[m + 1, q] + shapes[p][0] * left * shapes[m][3] * right * shapes[q][3]
+                if best is None or c < best:
+                    best, split[p, q] = c, m
+            cost[p, q] = best  # type: ignore[assignment]
+    return cost[0, n - 1], split
+
+
+def _contract_segment(cores: list[Tensor], p: int, q: int, split: dict[tuple[int, int], int]) -> Tensor:
+    if p == q:
+        return cores[p]
+    m = split[p, q]
+    a = _contract_segment(cores, p, m, split)
+    b = _contract_segment(cores, m + 1, q, split)
+    d0, i1, j1, _ = a.shape
+    _, i2, j2, d2 = b.shape
+    return torch.einsum("aijb,bklc->aikjlc", a, b).reshape(d0, i1 * i2, j1 * j2, d2)
+
+
 def mpo_contract(cores: list[Tensor]) -> Tensor:
     """Contract local tensors ``(d_{k-1}, i_k, j_k, d_k)`` back to the ``(prod i, prod j)`` matrix.
 
-    Differentiable with respect to every core. Cost is dominated by the last
-    step, ``O(I * J * d_{n-1})``.
+    Differentiable with respect to every core; uses the cheapest pairwise order
+    (:func:`contraction_plan`).
     """
-    acc = cores[0].reshape(cores[0].shape[1], cores[0].shape[2], cores[0].shape[3])  # d_0 = 1
-    for core in cores[1:]:
-        a, b, _ = acc.shape
-        _, i, j, e = core.shape
-        acc = torch.einsum("abd,dije->aibje", acc, core).reshape(a * i, b * j, e)
-    return acc.squeeze(-1)
+    _, split = contraction_plan([tuple(c.shape) for c in cores])
+    full = _contract_segment(list(cores), 0, len(cores) - 1, split)
+    return full.reshape(full.shape[1], full.shape[2])
 
 
 def _split_two(x: int) -> tuple[int, int]:

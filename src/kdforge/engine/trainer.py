@@ -233,6 +233,8 @@ class Trainer:
                 "pass --resume to continue it, or choose another run name / output_dir "
                 "(nothing was overwritten)",
             )
+        if self.acc.is_main_process:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         logger = MetricsLogger(self.run_dir, self.state.step if resume else None, self.acc.is_main_process)
         st = self.state
         bar = tqdm(

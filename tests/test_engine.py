@@ -5,13 +5,14 @@ import os
 import pytest
 import torch
 
-from conftest import digits_recipe
 from kdforge.config import from_dict
 from kdforge.engine import checkpoint as ckpt
 from kdforge.engine.logger import read_metrics
 from kdforge.engine.run import load_student, run_experiment
 from kdforge.engine.trainer import StopTraining
 from kdforge.errors import KdforgeError
+
+from conftest import digits_recipe
 
 
 def _kill_at(k):

@@ -12,7 +12,7 @@ from kdforge.engine.run import run_experiment
 
 def quickstart_recipes(output_dir: str, data: dict[str, Any], epochs: int, seed: int) -> list[dict[str, Any]]:
     """The three recipes: a CNN teacher, an MLP student alone, the same student with Hinton KD."""
-    teacher = {"name": "cnn", "kwargs": {"channels": [32, 64], "fc": 128}}
+    teacher = {"name": "cnn", "kwargs": {"channels": [32, 64], "fc": 128, "global_pool": False}}
     student = {"name": "mlp", "kwargs": {"hidden": [32]}}
     train = {"epochs": epochs, "lr": 0.002, "optimizer": "adamw", "schedule": "cosine"}
     base = {"output_dir": output_dir, "seed": seed, "data": data, "train": train}

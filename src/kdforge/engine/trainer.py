@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from tqdm.auto import tqdm
 
 from kdforge.config import RunConfig
@@ -98,6 +99,11 @@ class Trainer:
         self.run_dir, self.callback = Path(run_dir), callback
         if tc.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
+        # Accelerate keeps a process-wide singleton; several runs in one process (sweeps,
+        # benchmarks) may ask for different precisions, so drop the precision part of it.
+        # The process group (PartialState) is kept.
+        if AcceleratorState._shared_state:
+            AcceleratorState._reset_state(reset_partial_state=False)
         self.acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=tc.mixed_precision)
         self.world, self.rank = self.acc.num_processes, self.acc.process_index
         if cfg.data.batch_size % self.world:
@@ -233,6 +239,8 @@ class Trainer:
                 "pass --resume to continue it, or choose another run name / output_dir "
                 "(nothing was overwritten)",
             )
+        if self.acc.is_main_process:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         logger = MetricsLogger(self.run_dir, self.state.step if resume else None, self.acc.is_main_process)
         st = self.state
         bar = tqdm(

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
 
+from kdforge.config import load_recipe
 from kdforge.data import iter_batches, load_dataset
 from kdforge.errors import KdforgeError
 from kdforge.layers import MPOLinear, SVDLinear
 from kdforge.methods.opdf import OPDF
+from kdforge.models import build_model
 from kdforge.models.mlp import count_parameters, mlp
+from kdforge.registry import METHODS
 
 torch.set_num_threads(1)
 SHAPE = (1, 8, 8)
@@ -136,3 +141,20 @@ def test_layer_map_fixes_factors_without_alignment():
         shapes[lam] = [tuple(c.shape) for c in m.layers["blocks.0.0"].cores]
         assert ("align" in m.training_step(_batch())[1]) == (lam > 0)
     assert shapes[0.0] == shapes[1.0]
+
+
+OPDF_RECIPES = sorted((Path(__file__).parents[1] / "configs" / "opdf").glob("*_*.yaml"))
+
+
+@pytest.mark.parametrize("path", OPDF_RECIPES, ids=[p.stem for p in OPDF_RECIPES])
+def test_vision_recipes_build_and_step(path):
+    """Each grid recipe builds and steps (random 28x28 data, untrained teacher)."""
+    cfg = load_recipe(path)
+    torch.manual_seed(0)
+    student = build_model(cfg.student.name, (1, 28, 28), 10, **cfg.student.kwargs)
+    teacher = build_model(cfg.teacher.name, (1, 28, 28), 10, **cfg.teacher.kwargs)
+    batch = {"x": torch.rand(4, 1, 28, 28), "y": torch.tensor([0, 1, 2, 3])}
+    m = METHODS.get(cfg.method.name).build(student, teacher, cfg.method.kwargs, batch)
+    _, losses = m.training_step(batch)
+    assert ("align" in losses) == (cfg.method.kwargs.get("lambda_align", 0) > 0)
+    assert count_parameters(m.export()) == 50_890  # every exported student is the plain 784-64-10 MLP

@@ -158,3 +158,13 @@ def test_vision_recipes_build_and_step(path):
     _, losses = m.training_step(batch)
     assert ("align" in losses) == (cfg.method.kwargs.get("lambda_align", 0) > 0)
     assert count_parameters(m.export()) == 50_890  # every exported student is the plain 784-64-10 MLP
+
+
+def test_without_teacher_wraps_supervised_and_alignment_needs_teacher():
+    student, _ = _models()
+    m = OPDF.build(student, None, {"base": "supervised", "n": 3}, example_batch=_batch())
+    assert set(m.training_step(_batch())[1]) == {"ce"}
+    with pytest.raises(KdforgeError, match="needs a teacher"):
+        OPDF.build(_models()[0], None, {"base": "supervised", "lambda_align": 1.0})
+    with pytest.raises(KdforgeError, match="needs a teacher"):
+        OPDF.build(_models()[0], None, {"base": "kd"})  # the base method's own check

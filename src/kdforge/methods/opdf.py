@@ -63,6 +63,7 @@ class OPDF(Method):
     """Wraps ``base``: MPO/SVD-over-parameterized student, optional tensor alignment, collapsed export."""
 
     Config = OPDFConfig
+    needs_teacher = False  # the wrapped base method decides; alignment checks for itself
 
     def __init__(self, student, teacher=None, config=None, example_batch=None) -> None:
         super().__init__(student, teacher, config, example_batch)
@@ -75,6 +76,11 @@ class OPDF(Method):
             raise KdforgeError(
                 "tensor alignment (lambda_align, layer_map) needs MPO layers",
                 "set lambda_align: 0 and no layer_map with overparam: svd",
+            )
+        if (cfg.lambda_align or cfg.layer_map) and teacher is None:
+            raise KdforgeError(
+                "tensor alignment (lambda_align, layer_map) needs a teacher",
+                "add a teacher to the recipe, or set lambda_align: 0 and no layer_map",
             )
         # the base method is built on the plain student first (it may copy teacher weights into it,
         # size regressors or hook modules); its layers are then swapped in place

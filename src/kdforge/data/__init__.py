@@ -12,3 +12,10 @@ def load_dataset(name: str, **kwargs) -> Splits:
     from kdforge.registry import DATASETS
 
     return DATASETS.get(name)(**kwargs)
+
+
+def _register_embedded() -> None:
+    from kdforge.data import embeddings_dataset  # noqa: F401
+
+
+_register_embedded()

@@ -169,21 +169,28 @@ def extract(
     for start in starts:
         stop = min(start + shard_size, n)
         chunks = []
+        # sequences: embed in order of length so batches carry little padding (order restored below)
+        order = torch.arange(start, stop)
+        if "attention_mask" in inputs:
+            order = start + torch.argsort(inputs["attention_mask"][start:stop].sum(1), stable=True)
         with torch.no_grad():
             for b in range(start, stop, batch_size):
-                batch = {k: v[b : min(b + batch_size, stop)] for k, v in inputs.items()}
+                rows = order[b - start : min(b + batch_size, stop) - start]
+                batch = {k: v[rows] for k, v in inputs.items()}
                 e = embed(batch).detach().float().cpu()
                 if not torch.isfinite(e).all():
                     bad = (~torch.isfinite(e)).reshape(len(e), -1).any(1).nonzero().flatten()
                     raise KdforgeError(
                         f"model '{model}' produced NaN/inf embeddings for examples "
-                        f"{(bad + b).tolist()[:5]} of {dataset}/{split}; shard not written",
+                        f"{rows[bad].tolist()[:5]} of {dataset}/{split}; shard not written",
                         "check the model/checkpoint and its inputs (padding-only rows?)",
                     )
                 chunks.append(e)
                 if bar is not None:
                     bar.update(len(e))
-        emb = torch.cat(chunks).to(dtype).contiguous()
+        emb = torch.empty_like(torch.cat(chunks))
+        emb[order - start] = torch.cat(chunks)
+        emb = emb.to(dtype).contiguous()
         shape = list(emb.shape[1:])
         if m["shape"] is not None and m["shape"] != shape:
             raise KdforgeError(f"embedding shape changed from {m['shape']} to {shape}", f"delete {path}")

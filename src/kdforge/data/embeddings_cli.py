@@ -8,6 +8,12 @@ from kdforge.errors import KdforgeError
 
 app = typer.Typer(help="Teacher-embedding caches (embeddings as teachers).", no_args_is_help=True)
 
+
+@app.callback()
+def _group() -> None:
+    """Teacher-embedding caches (embeddings as teachers)."""
+
+
 #: built-in embedders: name -> (description)
 BUILTIN = {
     "minilm": "all-MiniLM-L6-v2 mean-pooled, L2-normalised sentence embedding [N, 384]",

@@ -30,7 +30,7 @@ class DataConfig:
 
     name: str = "fashion_mnist"
     data_dir: str | None = None  # directory with the four IDX files (None: dataset default)
-    val_size: int = 5000  # carved from the official train split with the run seed
+    val_size: int | None = None  # carved from train with the run seed (None: dataset default)
     subset: int | None = None  # use only this many training examples (fast runs)
     batch_size: int = 128  # global batch size (split across processes)
     eval_batch_size: int = 1000

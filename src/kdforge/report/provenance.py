@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -19,10 +20,8 @@ def versions() -> dict[str, str]:
     """Installed versions of kdforge's main dependencies (and Python)."""
     out = {"python": platform.python_version()}
     for name in ("kdforge", *_PACKAGES):
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
     return out
 
 

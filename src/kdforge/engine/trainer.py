@@ -1,0 +1,294 @@
+"""The one training loop every method runs in (HF Accelerate for devices and processes).
+
+Determinism and resumability by construction:
+
+* the example order of epoch ``e`` is a pure function of ``(seed, e)``;
+* the global torch RNG is re-seeded from ``(seed, step, rank)`` before every step,
+  so dropout and any sampling inside a method depend only on the step counter;
+* a checkpoint stores model, optimizer, scheduler and loop counters.
+
+A run resumed from any checkpoint therefore ends with exactly the metrics of an
+uninterrupted run. Under ``accelerate launch`` each global batch is split
+across processes and gradients are averaged by an explicit all-reduce over the
+trainable parameters only: the frozen teacher is never wrapped or synchronised.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
+from tqdm.auto import tqdm
+
+from kdforge.config import RunConfig
+from kdforge.data._batches import TensorData, iter_batches, num_batches
+from kdforge.engine import checkpoint as ckpt
+from kdforge.engine.logger import MetricsLogger
+from kdforge.engine.optim import build_optimizer, build_scheduler
+from kdforge.errors import KdforgeError
+from kdforge.methods._base import Method
+
+
+@dataclass
+class LoopState:
+    """Counters and early-stopping state saved in every checkpoint."""
+
+    step: int = 0
+    best_metric: float = -math.inf
+    best_step: int = -1
+    bad_evals: int = 0
+    stopped_early: bool = False
+
+
+class StopTraining(Exception):
+    """Raised by a callback to end training at once (used to simulate a killed run)."""
+
+
+def _step_seed(seed: int, step: int, rank: int) -> int:
+    return (seed * 1_000_003 + step * 7919 + rank * 104_729) % (2**63 - 1)
+
+
+@torch.no_grad()
+def evaluate(method: Method, data: TensorData, batch_size: int, device: torch.device) -> dict[str, float]:
+    """Accuracy and cross-entropy of the method's student predictions over ``data``."""
+    was_training = method.training
+    method.eval()
+    correct, loss_sum, n = 0, 0.0, 0
+    for batch in iter_batches(data, batch_size):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        logits = method.predict(batch).float()
+        y = batch["y"]
+        loss_sum += torch.nn.functional.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(-1) == y).sum().item()
+        n += len(y)
+    method.train(was_training)
+    return {"acc": correct / max(n, 1), "loss": loss_sum / max(n, 1)}
+
+
+class Trainer:
+    """Fit a :class:`Method` on in-memory splits, with checkpoints and resume.
+
+    Args:
+        method: the method (student, frozen teacher, extra modules).
+        train, val: training and validation splits (validation selects the best checkpoint).
+        cfg: the resolved run configuration.
+        run_dir: directory for metrics, checkpoints and outputs.
+        progress: show a progress bar (main process only).
+        callback: called as ``callback(step, losses)`` after each optimizer step.
+    """
+
+    def __init__(
+        self,
+        method: Method,
+        train: TensorData,
+        val: TensorData,
+        cfg: RunConfig,
+        run_dir: Path,
+        progress: bool = True,
+        callback: Callable[[int, dict[str, float]], None] | None = None,
+    ) -> None:
+        tc = cfg.train
+        self.cfg, self.tc, self.method, self.train_data, self.val_data = cfg, tc, method, train, val
+        self.run_dir, self.callback = Path(run_dir), callback
+        if tc.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        # Accelerate keeps a process-wide singleton; several runs in one process (sweeps,
+        # benchmarks) may ask for different precisions, so drop the precision part of it.
+        # The process group (PartialState) is kept.
+        if AcceleratorState._shared_state:
+            AcceleratorState._reset_state(reset_partial_state=False)
+        self.acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=tc.mixed_precision)
+        self.world, self.rank = self.acc.num_processes, self.acc.process_index
+        if cfg.data.batch_size % self.world:
+            raise KdforgeError(
+                f"data.batch_size={cfg.data.batch_size} is not divisible by {self.world} processes",
+                "choose a global batch size that is a multiple of the number of processes",
+            )
+        self.steps_per_epoch = num_batches(len(train), cfg.data.batch_size, drop_last=True)
+        if self.steps_per_epoch == 0:
+            raise KdforgeError(
+                f"training split has {len(train)} examples, fewer than one batch of {cfg.data.batch_size}",
+                "lower data.batch_size or use more data",
+            )
+        total = tc.epochs * self.steps_per_epoch
+        self.total_steps = min(total, tc.max_steps) if tc.max_steps else total
+        self.eval_every = tc.eval_every_steps or self.steps_per_epoch
+        self.ckpt_every = tc.checkpoint_every_steps or self.eval_every
+        method.to(self.acc.device)
+        self.optimizer = build_optimizer(method.param_groups(tc.lr), tc)
+        self.scheduler = build_scheduler(self.optimizer, tc, self.total_steps)
+        self.params = method.trainable_parameters()
+        self.state = LoopState()
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.show_progress = progress and self.acc.is_main_process
+
+    # ------------------------------------------------------------------ checkpoints
+    def _meta(self) -> dict[str, Any]:
+        return {
+            "fingerprint": self.cfg.fingerprint(),
+            "loop": asdict(self.state),
+            "scheduler": self.scheduler.state_dict(),
+        }
+
+    def save(self, tags: list[str]) -> None:
+        """Write a checkpoint for the current step under ``tags`` (main process only)."""
+        if self.acc.is_main_process:
+            ckpt.save_checkpoint(
+                self.ckpt_dir,
+                tags,
+                self.state.step,
+                self.method.checkpoint_state(),
+                self.optimizer.state_dict(),
+                self._meta(),
+            )
+        self.acc.wait_for_everyone()
+
+    def resume(self) -> None:
+        """Restore the last checkpoint of this run directory."""
+        model, optim, meta = ckpt.load_checkpoint(self.ckpt_dir, "last")
+        if meta.get("fingerprint") != self.cfg.fingerprint():
+            raise KdforgeError(
+                f"the checkpoint in '{self.ckpt_dir}' was written by a different recipe "
+                f"(fingerprint {meta.get('fingerprint')} vs {self.cfg.fingerprint()})",
+                "resume with the same recipe and overrides (only train.epochs/max_steps may change), "
+                "or use a new run name",
+            )
+        self.method.load_checkpoint_state(model)
+        self.optimizer.load_state_dict(optim)
+        self.scheduler.load_state_dict(meta["scheduler"])
+        self.state = LoopState(**meta["loop"])
+
+    # ------------------------------------------------------------------ loop
+    def _sync_grads(self) -> None:
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if self.world == 1 or not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        torch.distributed.all_reduce(flat)
+        flat /= self.world
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset : offset + g.numel()].view_as(g))
+            offset += g.numel()
+
+    def _train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        st = self.state
+        torch.manual_seed(_step_seed(self.cfg.seed, st.step, self.rank))
+        self.method.on_step_start(st.step, self.total_steps)
+        with self.acc.autocast():
+            _, losses = self.method.training_step(batch)
+        loss = sum(losses.values())
+        values = {k: float(v.detach()) for k, v in losses.items()}
+        total = sum(values.values())
+        if not math.isfinite(total):
+            bad = [k for k, v in values.items() if not math.isfinite(v)]
+            last = "checkpoints/last.json" if ckpt.has_checkpoint(self.ckpt_dir) else "none written yet"
+            raise KdforgeError(
+                f"loss became non-finite at step {st.step} (terms {bad}: {values}); training stopped, "
+                f"the last good checkpoint is kept ({last})",
+                "lower train.lr, set train.grad_clip, or check the data for NaN/inf values",
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.acc.backward(loss)
+        self._sync_grads()
+        if self.tc.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.params, self.tc.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        st.step += 1
+        values["loss"] = total
+        return values
+
+    def _evaluate_and_checkpoint(self, logger: MetricsLogger, bar) -> None:
+        st = self.state
+        ev = evaluate(self.method, self.val_data, self.cfg.data.eval_batch_size, self.acc.device)
+        metric = ev["acc"] if self.tc.monitor == "val_acc" else -ev["loss"]
+        improved = metric > st.best_metric
+        if improved:
+            st.best_metric, st.best_step, st.bad_evals = metric, st.step, 0
+        else:
+            st.bad_evals += 1
+        patience = self.tc.early_stopping_patience
+        st.stopped_early = bool(patience and st.bad_evals >= patience)
+        logger.log(
+            {
+                "step": st.step,
+                "epoch": st.step / self.steps_per_epoch,
+                "val_acc": ev["acc"],
+                "val_loss": ev["loss"],
+            }
+        )
+        if bar is not None:
+            bar.set_postfix_str(f"val_acc={ev['acc']:.4f}", refresh=False)
+        self.save(["last", "best"] if improved else ["last"])
+
+    def fit(self, resume: bool = False) -> LoopState:
+        """Train until ``total_steps`` (or early stopping); returns the final loop state."""
+        if resume:
+            self.resume()
+        elif ckpt.has_checkpoint(self.ckpt_dir):
+            raise KdforgeError(
+                f"run directory '{self.run_dir}' already holds a checkpoint",
+                "pass --resume to continue it, or choose another run name / output_dir "
+                "(nothing was overwritten)",
+            )
+        if self.acc.is_main_process:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        logger = MetricsLogger(self.run_dir, self.state.step if resume else None, self.acc.is_main_process)
+        st = self.state
+        bar = tqdm(
+            total=self.total_steps,
+            initial=st.step,
+            disable=None if self.show_progress else True,
+            desc=self.cfg.name,
+            unit="step",
+            dynamic_ncols=True,
+        )
+        self.method.train()
+        t0 = time.perf_counter()
+        try:
+            while st.step < self.total_steps and not st.stopped_early:
+                epoch, start = divmod(st.step, self.steps_per_epoch)
+                batches = iter_batches(
+                    self.train_data,
+                    self.cfg.data.batch_size,
+                    seed=self.cfg.seed,
+                    epoch=epoch,
+                    start=start,
+                    drop_last=True,
+                    rank=self.rank,
+                    world=self.world,
+                )
+                for batch in batches:
+                    batch = {k: v.to(self.acc.device, non_blocking=True) for k, v in batch.items()}
+                    values = self._train_step(batch)
+                    if st.step % self.tc.log_every_steps == 0 or st.step == self.total_steps:
+                        lr = self.scheduler.get_last_lr()[0]
+                        logger.log({"step": st.step, "lr": lr, **values, "time": time.perf_counter() - t0})
+                        bar.set_description(f"{self.cfg.name} loss={values['loss']:.4f}", refresh=False)
+                    bar.update(1)
+                    if self.callback is not None:
+                        self.callback(st.step, values)
+                    if st.step % self.eval_every == 0 or st.step == self.total_steps:
+                        self._evaluate_and_checkpoint(logger, bar)
+                    elif st.step % self.ckpt_every == 0:
+                        self.save(["last"])
+                    if st.step >= self.total_steps or st.stopped_early:
+                        break
+        finally:
+            bar.close()
+            logger.close()
+        return st
+
+    def load_best(self) -> None:
+        """Load the best (validation-selected) weights into the method."""
+        if ckpt.has_checkpoint(self.ckpt_dir, "best"):
+            model, _, _ = ckpt.load_checkpoint(self.ckpt_dir, "best")
+            self.method.load_checkpoint_state(model)

@@ -1,0 +1,63 @@
+import pytest
+
+from kdforge.config import RunConfig, apply_overrides, from_dict, load_recipe
+from kdforge.errors import KdforgeError
+
+
+def test_defaults_and_roundtrip():
+    cfg = from_dict({})
+    assert isinstance(cfg, RunConfig)
+    assert from_dict(cfg.to_dict()) == cfg
+
+
+def test_unknown_key_names_nearest():
+    with pytest.raises(KdforgeError, match=r"train\.lrr.*did you mean: lr"):
+        from_dict({"train": {"lrr": 1}})
+    with pytest.raises(KdforgeError, match="unknown config key 'studnet'"):
+        from_dict({"studnet": {}})
+
+
+@pytest.mark.parametrize(
+    ("data", "msg"),
+    [
+        ({"train": {"epochs": "three"}}, "train.epochs' must be of type int"),
+        ({"train": {"lr": "fast"}}, "train.lr' must be of type float"),
+        ({"train": {"deterministic": 1}}, "true/false"),
+        ({"data": 5}, "must be a mapping"),
+        ({"schema_version": 99}, "schema_version 99"),
+    ],
+)
+def test_wrong_types(data, msg):
+    with pytest.raises(KdforgeError, match=msg):
+        from_dict(data)
+
+
+def test_int_accepted_for_float():
+    assert from_dict({"train": {"lr": 1}}).train.lr == 1.0
+
+
+def test_overrides_parse_yaml_values(tmp_path):
+    p = tmp_path / "r.yaml"
+    p.write_text("name: a\ntrain: {lr: 0.1}\n")
+    cfg = load_recipe(p, ["train.lr=0.01", "method.kwargs.temperature=2", "teacher.name=cnn", "seed=3"])
+    assert cfg.train.lr == 0.01 and cfg.seed == 3
+    assert cfg.method.kwargs == {"temperature": 2}
+    assert cfg.teacher is not None and cfg.teacher.name == "cnn"
+    with pytest.raises(KdforgeError, match="key=value"):
+        apply_overrides({}, ["train.lr"])
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    with pytest.raises(KdforgeError, match="does not exist"):
+        load_recipe(tmp_path / "none.yaml")
+    p = tmp_path / "bad.yaml"
+    p.write_text("train: {lr: [\n")
+    with pytest.raises(KdforgeError, match="not valid YAML"):
+        load_recipe(p)
+
+
+def test_fingerprint_ignores_epochs_but_not_lr():
+    a = from_dict({})
+    assert a.fingerprint() == from_dict({"train": {"epochs": 50}}).fingerprint()
+    assert a.fingerprint() != from_dict({"train": {"lr": 0.5}}).fingerprint()
+    assert a.fingerprint() != from_dict({"seed": 1}).fingerprint()

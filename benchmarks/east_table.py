@@ -73,6 +73,7 @@ def main() -> None:
     p.add_argument("--output-dir", default="runs/east_table")
     p.add_argument("--out", default=str(RESULTS / "east_table.json"))
     args = p.parse_args()
+    torch.set_num_threads(1)  # small models on a shared CPU: extra threads only add contention
     unseen = {d: vader_all(d) for d in args.unseen}
     results = []
     for label, recipe, overrides in rows_spec(args.ds):

@@ -174,7 +174,7 @@ class TextCNN(nn.Module):
         self.head = nn.Linear(widths[-1], num_classes)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        h = self.embed(input_ids)
+        h = self.embed(input_ids) * attention_mask.unsqueeze(-1).to(self.embed.weight.dtype)
         for block in self.blocks:
             h = block(h, attention_mask)
         return self.head(self.dropout(self.pool(h, attention_mask)))

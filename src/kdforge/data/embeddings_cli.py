@@ -40,7 +40,7 @@ def make_embedder(model: str, checkpoint: str | None, path: str | None, splits):
         from safetensors.torch import load_file
 
         net.load_state_dict(load_file(checkpoint))
-    elif path is None:
+    else:
         raise KdforgeError(
             f"model '{model}' has no checkpoint: its embeddings would be random", "pass --checkpoint"
         )

@@ -76,3 +76,15 @@ def extract(
         embed, data, out, dataset=dataset, split=split, model=name, batch_size=batch_size, dtype=dtype
     )
     typer.echo(f"embeddings of {dataset}/{split} by {name}: {out}")
+
+
+@app.command("download-vader")
+def download_vader_cmd(directory: str = typer.Option(None, help="default $KDFORGE_CACHE/vader")) -> None:
+    """One-time setup: pip-download the vaderSentiment 3.3.2 sdist (VADER ground-truth sentiment sets)."""
+    from kdforge.data.text import download_vader
+
+    typer.echo(download_vader(directory))
+
+
+if __name__ == "__main__":
+    app()

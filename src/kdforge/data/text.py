@@ -19,8 +19,8 @@ Labels are binarised by sign (1 = positive, 0 = negative); rows rated exactly 0
 are dropped. Train on one domain and score on another as an unseen set with
 the same label space.
 
-Setup (once, the only download; done by ``make data-text`` or
-:func:`download_vader`)::
+Setup (once, the only download; done by ``kdforge embed download-vader``,
+``python -m kdforge.data.embeddings_cli download-vader`` or :func:`download_vader`)::
 
     pip download --no-deps --no-binary :all: vaderSentiment==3.3.2 -d ~/.cache/kdforge/vader
 

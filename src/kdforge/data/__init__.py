@@ -1,6 +1,6 @@
 """Data sets (registered by name) and batching utilities."""
 
-from kdforge.data import vision  # noqa: F401  (registers datasets)
+from kdforge.data import text, vision  # noqa: F401  (registers datasets)
 from kdforge.data._batches import TensorData, iter_batches
 from kdforge.data.vision import Splits
 
@@ -12,3 +12,10 @@ def load_dataset(name: str, **kwargs) -> Splits:
     from kdforge.registry import DATASETS
 
     return DATASETS.get(name)(**kwargs)
+
+
+def _register_embedded() -> None:
+    from kdforge.data import embeddings_dataset  # noqa: F401
+
+
+_register_embedded()

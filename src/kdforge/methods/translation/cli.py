@@ -16,8 +16,10 @@ from kdforge.methods.translation import networks as N
 from kdforge.methods.translation.augment import Augment
 from kdforge.methods.translation.pairs import PairConfig, Schedule, load_pairs, make_pairs
 
-app = typer.Typer(help="Knowledge Translation: translate a large block's parameters into a small block.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Knowledge Translation: translate a large block's parameters into a small block.",
+    no_args_is_help=True,
+)
 
 
 def _data(dataset: str, data_dir: str | None):
@@ -50,10 +52,20 @@ def make_pairs_cmd(
     try:
         splits = _data(dataset, data_dir)
         start, stop = (int(v) for v in shards.split(":"))
-        spec = N.BlockSpec(in_channels=splits.input_shape[0], image_size=splits.input_shape[1],
-                           channels=channels, bottleneck=bottleneck, num_classes=splits.num_classes)
-        cfg = PairConfig(dataset if not data_dir else f"idx:{data_dir}", spec,
-                         Schedule(subset, epochs_large, epochs_small, 128, lr), seed, shard_size)
+        spec = N.BlockSpec(
+            in_channels=splits.input_shape[0],
+            image_size=splits.input_shape[1],
+            channels=channels,
+            bottleneck=bottleneck,
+            num_classes=splits.num_classes,
+        )
+        cfg = PairConfig(
+            dataset if not data_dir else f"idx:{data_dir}",
+            spec,
+            Schedule(subset, epochs_large, epochs_small, 128, lr),
+            seed,
+            shard_size,
+        )
         info = make_pairs(out, cfg, range(start, stop), splits)
     except KdforgeError as e:
         _fail(e)
@@ -87,12 +99,25 @@ def train_cmd(
         w = {"mse": (1.0, 0.0), "functional": (0.0, 1.0), "both": (1.0, 1.0)}
         if objective not in w:
             raise KdforgeError(f"unknown objective '{objective}'", "use mse, functional or both")
-        cfg = TrainConfig(kind=kind, dim=dim, depth=depth, epochs=epochs, seed=seed,
-                          mse_weight=w[objective][0], func_weight=w[objective][1],
-                          augment=Augment(mask_p, noise, augment_on))
+        cfg = TrainConfig(
+            kind=kind,
+            dim=dim,
+            depth=depth,
+            epochs=epochs,
+            seed=seed,
+            mse_weight=w[objective][0],
+            func_weight=w[objective][1],
+            augment=Augment(mask_p, noise, augment_on),
+        )
         v = splits.val.tensors
-        tt, hist = train_translator(tr, va, spec, cfg, (splits.train.tensors["x"], splits.train.tensors["y"]),
-                                    (v["x"][:1000], v["y"][:1000]))
+        tt, hist = train_translator(
+            tr,
+            va,
+            spec,
+            cfg,
+            (splits.train.tensors["x"], splits.train.tensors["y"]),
+            (v["x"][:1000], v["y"][:1000]),
+        )
     except KdforgeError as e:
         _fail(e)
     tt.save(out)

@@ -11,16 +11,24 @@ from kdforge.methods.translation.pairs import accuracy_many
 from kdforge.methods.translation.train import TrainedTranslator
 
 
-def split_networks(pairs: dict[str, Tensor], val_frac: float = 0.15, test_frac: float = 0.25) -> tuple[dict, dict, dict]:
+def split_networks(
+    pairs: dict[str, Tensor], val_frac: float = 0.15, test_frac: float = 0.25
+) -> tuple[dict, dict, dict]:
     """Split a pair set by position (seed order) into (train, validation, test) networks."""
     n = len(pairs["seed"])
     n_test, n_val = max(1, int(n * test_frac)), max(1, int(n * val_frac))
     if n - n_test - n_val < 1:
-        raise KdforgeError(f"only {n} pairs: too few to split into train/validation/test networks",
-                           "generate at least 3 pairs (dozens for meaningful numbers)")
+        raise KdforgeError(
+            f"only {n} pairs: too few to split into train/validation/test networks",
+            "generate at least 3 pairs (dozens for meaningful numbers)",
+        )
     idx = torch.arange(n)
     take = lambda i: {k: v[i] for k, v in pairs.items()}  # noqa: E731
-    return take(idx[: n - n_val - n_test]), take(idx[n - n_val - n_test : n - n_test]), take(idx[n - n_test :])
+    return (
+        take(idx[: n - n_val - n_test]),
+        take(idx[n - n_val - n_test : n - n_test]),
+        take(idx[n - n_test :]),
+    )
 
 
 def shared_and_stats(pairs: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
@@ -43,12 +51,16 @@ def random_small(spec: N.BlockSpec, n: int, seed: int) -> dict[str, Tensor]:
     return {k: torch.stack([b[k] for b in blocks]) for k in blocks[0]}
 
 
-def evaluate(tt: TrainedTranslator, test_pairs: dict[str, Tensor], x: Tensor, y: Tensor, seed: int = 0) -> dict:
+def evaluate(
+    tt: TrainedTranslator, test_pairs: dict[str, Tensor], x: Tensor, y: Tensor, seed: int = 0
+) -> dict:
     """Per test network: translated / random-init / trained small-block accuracy, and the large net's."""
     small = tt.translate(test_pairs)
     return {
         "translated": small_accuracy(test_pairs, small, x, y).tolist(),
-        "random_init": small_accuracy(test_pairs, random_small(tt.spec, len(test_pairs["seed"]), seed), x, y).tolist(),
+        "random_init": small_accuracy(
+            test_pairs, random_small(tt.spec, len(test_pairs["seed"]), seed), x, y
+        ).tolist(),
         "trained": test_pairs["acc_small"].tolist(),
         "large": test_pairs["acc_large"].tolist(),
     }

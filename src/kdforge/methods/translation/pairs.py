@@ -69,8 +69,13 @@ class PairConfig:
 
     def to_dict(self) -> dict:
         """JSON form (as written to the manifest)."""
-        return {"dataset": self.dataset, "spec": self.spec.to_dict(), "schedule": asdict(self.schedule),
-                "seed": self.seed, "shard_size": self.shard_size}
+        return {
+            "dataset": self.dataset,
+            "spec": self.spec.to_dict(),
+            "schedule": asdict(self.schedule),
+            "seed": self.seed,
+            "shard_size": self.shard_size,
+        }
 
 
 def _sgd_train(params, stats, xs, ys, orders, sched: Schedule, loss_fn, k: int):
@@ -105,8 +110,10 @@ def _orders(n: int, epochs: int, seeds: list[int], phase: int) -> Tensor:
     """Per-network shuffles, a pure function of (network seed, phase, epoch): [epochs, k, n]."""
     out = []
     for e in range(epochs):
-        row = [torch.randperm(n, generator=torch.Generator().manual_seed(s * 1000 + phase * 100 + e))
-               for s in seeds]
+        row = [
+            torch.randperm(n, generator=torch.Generator().manual_seed(s * 1000 + phase * 100 + e))
+            for s in seeds
+        ]
         out.append(torch.stack(row))
     return torch.stack(out)
 
@@ -116,8 +123,9 @@ def _stack(ds: list[dict[str, Tensor]]) -> dict[str, Tensor]:
 
 
 @torch.no_grad()
-def accuracy_many(p: dict[str, Tensor], s: dict[str, Tensor], x: Tensor, y: Tensor, middle: str,
-                  chunk: int = 2000) -> Tensor:
+def accuracy_many(
+    p: dict[str, Tensor], s: dict[str, Tensor], x: Tensor, y: Tensor, middle: str, chunk: int = 2000
+) -> Tensor:
     """Eval-mode accuracy of each of ``k`` stacked networks on (x, y): [k]."""
     f = vmap(lambda pp, ss, xx: N.forward(pp, ss, xx, middle, False)[0], in_dims=(0, 0, None))
     correct = 0
@@ -126,8 +134,9 @@ def accuracy_many(p: dict[str, Tensor], s: dict[str, Tensor], x: Tensor, y: Tens
     return correct.float() / len(x)
 
 
-def train_pairs(seeds: list[int], cfg: PairConfig, train: dict[str, Tensor],
-                test: dict[str, Tensor]) -> dict[str, Tensor]:
+def train_pairs(
+    seeds: list[int], cfg: PairConfig, train: dict[str, Tensor], test: dict[str, Tensor]
+) -> dict[str, Tensor]:
     """Train ``len(seeds)`` pairs at once. Returns the stacked pair tensors (see module doc).
 
     Network ``i`` is initialised from ``seeds[i]`` alone, so results do not depend on how the
@@ -147,8 +156,9 @@ def train_pairs(seeds: list[int], cfg: PairConfig, train: dict[str, Tensor],
         logits, new = N.forward(p, s, xb, "large", True)
         return F.cross_entropy(logits, yb), new
 
-    p, stats = _sgd_train({**shared, **large}, stats, x, y, _orders(len(x), sched.epochs_large, seeds, 1),
-                          sched, large_loss, k)
+    p, stats = _sgd_train(
+        {**shared, **large}, stats, x, y, _orders(len(x), sched.epochs_large, seeds, 1), sched, large_loss, k
+    )
     with torch.no_grad():  # phase 2 inputs: frozen begin activations (cached once), folded last block
         feats = vmap(lambda pp, ss: N.begin_forward(pp, ss, x, False, {}), in_dims=(0, 0))(p, stats)
         folded = vmap(N.fold_last)(p, stats)
@@ -156,8 +166,9 @@ def train_pairs(seeds: list[int], cfg: PairConfig, train: dict[str, Tensor],
     def small_loss(q, fl, hb, yb):
         return F.cross_entropy(N.folded_last_forward(fl, N.small_forward(q, hb)), yb), fl
 
-    small, _ = _sgd_train(dict(small0), folded, feats, y, _orders(len(x), sched.epochs_small, seeds, 2),
-                          sched, small_loss, k)
+    small, _ = _sgd_train(
+        dict(small0), folded, feats, y, _orders(len(x), sched.epochs_small, seeds, 2), sched, small_loss, k
+    )
     del feats
     acc_large = accuracy_many(p, stats, test["x"], test["y"], "large")
     acc_small = accuracy_many({**p, **small}, stats, test["x"], test["y"], "small")
@@ -166,8 +177,13 @@ def train_pairs(seeds: list[int], cfg: PairConfig, train: dict[str, Tensor],
     return {n: v.detach().contiguous() for n, v in out.items()}
 
 
-def reference_pair(seed: int, cfg: PairConfig, train: dict[str, Tensor], test: dict[str, Tensor],
-                   max_steps: int | None = None) -> dict[str, float]:
+def reference_pair(
+    seed: int,
+    cfg: PairConfig,
+    train: dict[str, Tensor],
+    test: dict[str, Tensor],
+    max_steps: int | None = None,
+) -> dict[str, float]:
     """The straightforward baseline: one pair, ``torch.optim.SGD``, no vmap, no activation cache.
 
     Args:
@@ -190,7 +206,9 @@ def reference_pair(seed: int, cfg: PairConfig, train: dict[str, Tensor], test: d
         opt = torch.optim.SGD(trainable.values(), lr=sched.lr, momentum=sched.momentum)
         steps = 0
         for e in range(epochs):
-            order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed * 1000 + phase * 100 + e))
+            order = torch.randperm(
+                len(x), generator=torch.Generator().manual_seed(seed * 1000 + phase * 100 + e)
+            )
             for b in range(0, len(x) - sched.batch_size + 1, sched.batch_size):
                 idx = order[b : b + sched.batch_size]
                 logits, new = N.forward({**p, **small}, s, x[idx], middle, middle == "large")
@@ -214,8 +232,12 @@ def reference_pair(seed: int, cfg: PairConfig, train: dict[str, Tensor], test: d
     one = lambda d: {k: v.detach()[None] for k, v in d.items()}  # noqa: E731
     acc_l = accuracy_many(one(p), one(s), test["x"], test["y"], "large")
     acc_s = accuracy_many(one({**p, **small}), one(s), test["x"], test["y"], "small")
-    return {"acc_large": float(acc_l[0]), "acc_small": float(acc_s[0]), "steps_large": steps_large,
-            "steps_small": steps}
+    return {
+        "acc_large": float(acc_l[0]),
+        "acc_small": float(acc_s[0]),
+        "steps_large": steps_large,
+        "steps_small": steps,
+    }
 
 
 # ---------------------------------------------------------------- storage
@@ -225,8 +247,10 @@ def _write_manifest(out: Path, cfg: PairConfig) -> None:
     if path.exists():
         have = json.loads(path.read_text())
         if {k: have.get(k) for k in want} != want:
-            raise KdforgeError(f"{path} was made with another configuration ({have}) than this run ({want})",
-                               "use a new --out directory, or the same settings to resume")
+            raise KdforgeError(
+                f"{path} was made with another configuration ({have}) than this run ({want})",
+                "use a new --out directory, or the same settings to resume",
+            )
         return
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(want, indent=2))
@@ -278,24 +302,32 @@ def load_pairs(directory: str | Path, spec: N.BlockSpec | None = None) -> tuple[
     manifest = json.loads(mpath.read_text())
     have = N.BlockSpec(**manifest["spec"])
     if spec is not None and have != spec:
-        raise KdforgeError(f"pair set '{directory}' has block shapes {have}, expected {spec}",
-                           "generate pairs with the same block shapes or change the translator's shapes")
+        raise KdforgeError(
+            f"pair set '{directory}' has block shapes {have}, expected {spec}",
+            "generate pairs with the same block shapes or change the translator's shapes",
+        )
     files = sorted(directory.glob("shard_*.safetensors"))
     if not files:
-        raise KdforgeError(f"pair set '{directory}' has no finished shards (empty pair set)",
-                           "run `make-pairs` first (it resumes where it stopped)")
+        raise KdforgeError(
+            f"pair set '{directory}' has no finished shards (empty pair set)",
+            "run `make-pairs` first (it resumes where it stopped)",
+        )
     parts = []
     for f in files:
         try:
             parts.append(load_file(str(f)))
         except (SafetensorError, OSError, ValueError) as e:
-            raise KdforgeError(f"corrupt pair shard '{f}': {e}", f"delete '{f}' and rerun `make-pairs`") from e
+            raise KdforgeError(
+                f"corrupt pair shard '{f}': {e}", f"delete '{f}' and rerun `make-pairs`"
+            ) from e
     want = {**have.large_shapes(), **have.small_shapes()}
-    for f, part in zip(files, parts):
+    for f, part in zip(files, parts, strict=True):
         for name, shape in want.items():
             if name not in part or tuple(part[name].shape[1:]) != shape:
                 got = tuple(part[name].shape[1:]) if name in part else "missing"
-                raise KdforgeError(f"shard '{f}' tensor '{name}' has shape {got}, manifest says {shape}",
-                                   f"delete '{f}' and rerun `make-pairs` with this manifest")
+                raise KdforgeError(
+                    f"shard '{f}' tensor '{name}' has shape {got}, manifest says {shape}",
+                    f"delete '{f}' and rerun `make-pairs` with this manifest",
+                )
     pairs = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
     return pairs, manifest

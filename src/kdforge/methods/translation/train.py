@@ -103,11 +103,14 @@ class TrainedTranslator:
             have = N.BlockSpec(**json.loads(meta["spec"]))
             raw = json.loads(meta["config"])
         except (SafetensorError, OSError, KeyError, ValueError) as e:
-            raise KdforgeError(f"'{path}' is not a readable translator checkpoint ({e})",
-                               "pass a file written by `train`") from e
+            raise KdforgeError(
+                f"'{path}' is not a readable translator checkpoint ({e})", "pass a file written by `train`"
+            ) from e
         if spec is not None and have != spec:
-            raise KdforgeError(f"translator '{path}' was trained for block shapes {have}, not {spec}",
-                               "use a translator trained on pairs with these block shapes")
+            raise KdforgeError(
+                f"translator '{path}' was trained for block shapes {have}, not {spec}",
+                "use a translator trained on pairs with these block shapes",
+            )
         cfg = TrainConfig(**{**raw, "augment": Augment(**raw["augment"])})
         net = Translator(have, cfg.kind, cfg.dim, cfg.depth, cfg.dropout)
         net.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("net.")})
@@ -117,8 +120,12 @@ class TrainedTranslator:
 def norm_stats(pairs: dict[str, Tensor], spec: N.BlockSpec) -> dict[str, Tensor]:
     """Per-(token, feature) mean/std of inputs and targets over the training pairs."""
     x, y = tokenize_large(pairs, spec), tokenize_small(pairs, spec)
-    return {"in_mean": x.mean(0), "in_std": x.std(0).clamp_min(1e-6),
-            "out_mean": y.mean(0), "out_std": y.std(0).clamp_min(1e-6)}
+    return {
+        "in_mean": x.mean(0),
+        "in_std": x.std(0).clamp_min(1e-6),
+        "out_mean": y.mean(0),
+        "out_std": y.std(0).clamp_min(1e-6),
+    }
 
 
 @torch.no_grad()
@@ -156,14 +163,22 @@ def bank_accuracy(small, folded, feats, y, chunk: int = 32) -> Tensor:
     out = []
     for i in range(0, len(feats), chunk):
         sl = slice(i, i + chunk)
-        lo = small_logits({k: v[sl] for k, v in small.items()}, {k: v[sl] for k, v in folded.items()}, feats[sl])
+        lo = small_logits(
+            {k: v[sl] for k, v in small.items()}, {k: v[sl] for k, v in folded.items()}, feats[sl]
+        )
         out.append((lo.argmax(-1) == y).float().mean(-1))
     return torch.cat(out)
 
 
-def train_translator(train_pairs: dict[str, Tensor], val_pairs: dict[str, Tensor], spec: N.BlockSpec,
-                     cfg: TrainConfig, train_images: tuple[Tensor, Tensor],
-                     val_images: tuple[Tensor, Tensor], progress: bool = True) -> tuple[TrainedTranslator, dict]:
+def train_translator(
+    train_pairs: dict[str, Tensor],
+    val_pairs: dict[str, Tensor],
+    spec: N.BlockSpec,
+    cfg: TrainConfig,
+    train_images: tuple[Tensor, Tensor],
+    val_images: tuple[Tensor, Tensor],
+    progress: bool = True,
+) -> tuple[TrainedTranslator, dict]:
     """Train a translator; keep the checkpoint with the best mean accuracy on the validation networks.
 
     Returns (best translator, history with per-epoch loss and validation accuracy).
@@ -183,7 +198,9 @@ def train_translator(train_pairs: dict[str, Tensor], val_pairs: dict[str, Tensor
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     n = len(x_all)
     steps = cfg.epochs * math.ceil(n / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s / steps, 1))))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s / steps, 1)))
+    )
     hist: dict[str, list] = {"epoch": [], "loss": [], "val_acc": []}
     best, best_acc, t0 = None, -1.0, time.perf_counter()
     for epoch in tqdm(range(cfg.epochs), desc=f"translator {cfg.kind}", disable=not progress):
@@ -199,14 +216,18 @@ def train_translator(train_pairs: dict[str, Tensor], val_pairs: dict[str, Tensor
                 m = torch.randint(0, len(xi), (cfg.img_batch,), generator=gen)
                 lo = small_logits(small, _take(folded, idx), feats[idx][:, m])
                 ce = F.cross_entropy(lo.flatten(0, 1), yi[m].repeat(len(idx)))
-                kl = F.kl_div(F.log_softmax(lo, -1), F.log_softmax(large_lo[idx][:, m], -1), log_target=True,
-                              reduction="batchmean") / len(idx)
+                kl = F.kl_div(
+                    F.log_softmax(lo, -1),
+                    F.log_softmax(large_lo[idx][:, m], -1),
+                    log_target=True,
+                    reduction="batchmean",
+                ) / len(idx)
                 loss = loss + cfg.func_weight * ((1 - cfg.kd_weight) * ce + cfg.kd_weight * kl)
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
-            tot += float(loss) * len(idx)
+            tot += float(loss.detach()) * len(idx)
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
             acc = float(bank_accuracy(tt.translate(val_pairs), v_folded, v_feats, val_images[1]).mean())
             hist["epoch"].append(epoch + 1)

@@ -24,8 +24,13 @@ def large_names(spec: BlockSpec) -> list[str]:
     """Tensors of the large block that shape its function (stored keys), in token order."""
     out = []
     for i in (1, 2):
-        out += [f"large.conv{i}", f"large.bn{i}.w", f"large.bn{i}.b",
-                f"stats.large.bn{i}.mean", f"stats.large.bn{i}.var"]
+        out += [
+            f"large.conv{i}",
+            f"large.bn{i}.w",
+            f"large.bn{i}.b",
+            f"stats.large.bn{i}.mean",
+            f"stats.large.bn{i}.var",
+        ]
     return out
 
 
@@ -35,8 +40,15 @@ def tokenize_large(pairs: dict[str, Tensor], spec: BlockSpec) -> Tensor:
     for i in (1, 2):
         w = pairs[f"large.conv{i}"]
         parts.append(F.pad(w.flatten(-2), (0, d - spec.kernel**2)).flatten(1, 2))
-        bn = torch.stack([pairs[f"large.bn{i}.w"], pairs[f"large.bn{i}.b"],
-                          pairs[f"stats.large.bn{i}.mean"], pairs[f"stats.large.bn{i}.var"]], -1)
+        bn = torch.stack(
+            [
+                pairs[f"large.bn{i}.w"],
+                pairs[f"large.bn{i}.b"],
+                pairs[f"stats.large.bn{i}.mean"],
+                pairs[f"stats.large.bn{i}.var"],
+            ],
+            -1,
+        )
         parts.append(F.pad(bn, (0, d - 4)))
     return torch.cat(parts, 1)
 
@@ -49,24 +61,28 @@ def detokenize_large(tokens: Tensor, spec: BlockSpec) -> dict[str, Tensor]:
         pos += c * c
         bn = tokens[:, pos : pos + c, :4]
         pos += c
-        for j, n in enumerate((f"large.bn{i}.w", f"large.bn{i}.b", f"stats.large.bn{i}.mean",
-                               f"stats.large.bn{i}.var")):
+        for j, n in enumerate(
+            (f"large.bn{i}.w", f"large.bn{i}.b", f"stats.large.bn{i}.mean", f"stats.large.bn{i}.var")
+        ):
             out[n] = bn[..., j]
     return out
 
 
 def tokenize_small(pairs: dict[str, Tensor], spec: BlockSpec) -> Tensor:
     """Small-block params -> tokens [B, 2*b*C, k*k]."""
-    return torch.cat([pairs["small.conv1"].flatten(-2).flatten(1, 2),
-                      pairs["small.conv2"].flatten(-2).flatten(1, 2)], 1)
+    return torch.cat(
+        [pairs["small.conv1"].flatten(-2).flatten(1, 2), pairs["small.conv2"].flatten(-2).flatten(1, 2)], 1
+    )
 
 
 def detokenize_small(tokens: Tensor, spec: BlockSpec) -> dict[str, Tensor]:
     """Inverse of :func:`tokenize_small`."""
     c, h, k = spec.channels, spec.bottleneck, spec.kernel
     n = c * h
-    return {"small.conv1": tokens[:, :n].reshape(-1, h, c, k, k),
-            "small.conv2": tokens[:, n:].reshape(-1, c, h, k, k)}
+    return {
+        "small.conv1": tokens[:, :n].reshape(-1, h, c, k, k),
+        "small.conv2": tokens[:, n:].reshape(-1, c, h, k, k),
+    }
 
 
 def n_tokens(spec: BlockSpec) -> tuple[int, int]:
@@ -78,8 +94,12 @@ class _MixerLayer(nn.Module):
     def __init__(self, t: int, d: int, t_hidden: int, d_hidden: int, dropout: float) -> None:
         super().__init__()
         self.n1, self.n2 = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.tok = nn.Sequential(nn.Linear(t, t_hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(t_hidden, t))
-        self.ch = nn.Sequential(nn.Linear(d, d_hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_hidden, d))
+        self.tok = nn.Sequential(
+            nn.Linear(t, t_hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(t_hidden, t)
+        )
+        self.ch = nn.Sequential(
+            nn.Linear(d, d_hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_hidden, d)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         x = x + self.tok(self.n1(x).transpose(1, 2)).transpose(1, 2)
@@ -99,8 +119,9 @@ class Translator(nn.Module):
 
     KINDS = ("mixer", "attention", "mlp")
 
-    def __init__(self, spec: BlockSpec, kind: str = "mixer", dim: int = 64, depth: int = 4,
-                 dropout: float = 0.0) -> None:
+    def __init__(
+        self, spec: BlockSpec, kind: str = "mixer", dim: int = 64, depth: int = 4, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         if kind not in self.KINDS:
             raise unknown("translator", kind, self.KINDS)
@@ -116,7 +137,9 @@ class Translator(nn.Module):
             return
         self.embed = nn.Linear(d_in, dim)
         if kind == "mixer":
-            self.layers = nn.Sequential(*[_MixerLayer(t_in, dim, 2 * t_in, 4 * dim, dropout) for _ in range(depth)])
+            self.layers = nn.Sequential(
+                *[_MixerLayer(t_in, dim, 2 * t_in, 4 * dim, dropout) for _ in range(depth)]
+            )
         else:
             self.pos = nn.Parameter(torch.randn(1, t_in, dim) * 0.02)
             enc = nn.TransformerEncoderLayer(dim, 4, 4 * dim, dropout, batch_first=True, norm_first=True)

@@ -89,3 +89,14 @@ def test_bn_matches_torch_and_folding_is_exact():
     h = torch.rand(4, 6, 4, 4, generator=g)
     ref = N.last_forward(p, new, h, False, {})
     assert torch.allclose(N.folded_last_forward(N.fold_last(p, new), h), ref, atol=1e-5)
+
+
+def test_cli_help_and_bad_input_are_clear(tmp_path):
+    from typer.testing import CliRunner
+
+    from kdforge.methods.translation.cli import app
+
+    r = CliRunner().invoke(app, ["--help"])
+    assert r.exit_code == 0 and "make-pairs" in r.output and "eval" in r.output
+    r = CliRunner().invoke(app, ["eval", "--pairs", str(tmp_path), "--translator", "x.safetensors"])
+    assert r.exit_code == 2 and "no manifest.json" in r.output and "fix:" in r.output

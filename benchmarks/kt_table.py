@@ -1,0 +1,152 @@
+"""KT quality table: translated vs random-init vs trained small blocks on held-out test networks.
+
+Networks of a pair set are split by seed order into train / validation (checkpoint selection) /
+test (reported only). Every translator row is trained with ``--seeds`` seeds; accuracies are on the
+data set's full test split, each small block between its own network's frozen begin/last blocks.
+Writes benchmarks/results/kt_table.{json,md}, kt_scatter.png and kt_curves.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics as st
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from kdforge.data import load_dataset  # noqa: E402
+from kdforge.methods.translation import networks as N  # noqa: E402
+from kdforge.methods.translation.augment import Augment  # noqa: E402
+from kdforge.methods.translation.evaluate import random_small, small_accuracy, split_networks  # noqa: E402
+from kdforge.methods.translation.pairs import load_pairs  # noqa: E402
+from kdforge.methods.translation.train import TrainConfig, train_translator  # noqa: E402
+
+ROWS = {
+    "translated (MSE, Mixer)": {},
+    "MSE + masking (p=0.1, input)": {"augment": Augment(mask_p=0.1)},
+    "MSE + noise (sigma=0.1, input)": {"augment": Augment(noise_sigma=0.1)},
+    "MSE, attention": {"kind": "attention"},
+    "MSE, MLP": {"kind": "mlp"},
+    "functional (CE+KL), Mixer": {"mse_weight": 0.0, "func_weight": 1.0},
+}
+
+
+def _ms(v: list[float]) -> str:
+    return f"{st.mean(v):.3f} ± {st.stdev(v) if len(v) > 1 else 0.0:.3f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--pairs", default="runs/kt_pairs_fmnist")
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--epochs", type=int, default=150)
+    ap.add_argument("--dim", type=int, default=48)
+    ap.add_argument("--depth", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--test-images", type=int, default=2000, help="first N images of the test split")
+    ap.add_argument("--out", default="benchmarks/results/kt_table.json")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    pairs, manifest = load_pairs(a.pairs)
+    spec = N.BlockSpec(**manifest["spec"])
+    ds = manifest["dataset"]
+    sp = load_dataset("idx", data_dir=a.data_dir) if a.data_dir else load_dataset(ds)
+    tr, va, te = split_networks(pairs, val_frac=0.2, test_frac=0.3)
+    shards = sorted(Path(a.pairs).glob("shard_*.safetensors"))
+    gen_s = max(f.stat().st_mtime for f in shards) - (Path(a.pairs) / "manifest.json").stat().st_mtime
+    x_tr, y_tr = sp.train.tensors["x"], sp.train.tensors["y"]
+    x_va, y_va = sp.val.tensors["x"][:1000], sp.val.tensors["y"][:1000]
+    x_te, y_te = sp.test.tensors["x"][: a.test_images], sp.test.tensors["y"][: a.test_images]
+    small_te = {k: v for k, v in te.items() if k.startswith("small.")}
+    trained = small_accuracy(te, small_te, x_te, y_te).tolist()  # stored trained blocks, same images
+    results: dict = {"rows": {}, "curves": {}}
+    rnd = [
+        small_accuracy(te, random_small(spec, len(te["seed"]), 1000 + s), x_te, y_te).tolist()
+        for s in a.seeds
+    ]
+    results["rows"]["random init"] = {"per_seed": rnd, "train_seconds": 0.0}
+    for name, over in ROWS.items():
+        per_seed, secs = [], 0.0
+        for s in a.seeds:
+            cfg = TrainConfig(
+                dim=a.dim, depth=a.depth, epochs=a.epochs, batch_size=64, seed=s, eval_every=10, **over
+            )
+            t = time.perf_counter()
+            tt, hist = train_translator(tr, va, spec, cfg, (x_tr, y_tr), (x_va, y_va), progress=False)
+            secs += time.perf_counter() - t
+            per_seed.append(small_accuracy(te, tt.translate(te), x_te, y_te).tolist())
+            results["curves"].setdefault(name, []).append(hist)
+            print(name, s, st.mean(per_seed[-1]), flush=True)
+        results["rows"][name] = {"per_seed": per_seed, "train_seconds": secs / len(a.seeds)}
+    results["rows"]["trained small block (upper bound)"] = {"per_seed": [trained], "train_seconds": None}
+    md = [
+        f"# Knowledge Translation on {ds}: held-out test networks",
+        "",
+        f"Scale: {len(pairs['seed'])} pairs ({len(tr['seed'])} train / {len(va['seed'])} validation / "
+        f"{len(te['seed'])} test networks), pair schedule {manifest['schedule']}; translators dim={a.dim}, "
+        f"depth={a.depth}, {a.epochs} epochs, seeds {a.seeds}; accuracy on the full test split "
+        f"(first {len(y_te)} images). Pair generation took {gen_s / 60:.1f} min on a shared 2-core CPU.",
+        "mean ± std: first over all (network, seed) values; 'seed std' is the std of per-seed means.",
+        "",
+        "| row | test acc | seed std | / trained | / random | #pairs | gen. time | train time/seed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    r_mean = st.mean(v for s in rnd for v in s)
+    t_mean = st.mean(trained)
+    for name, row in results["rows"].items():
+        flat = [v for s in row["per_seed"] for v in s]
+        seed_means = [st.mean(s) for s in row["per_seed"]]
+        row.update(
+            mean=st.mean(flat),
+            std=st.stdev(flat) if len(flat) > 1 else 0.0,
+            seed_std=st.stdev(seed_means) if len(seed_means) > 1 else 0.0,
+            ratio_trained=st.mean(flat) / t_mean,
+            ratio_random=st.mean(flat) / r_mean,
+        )
+        ts = "-" if row["train_seconds"] is None else f"{row['train_seconds']:.0f} s"
+        md.append(
+            f"| {name} | {_ms(flat)} | {row['seed_std']:.3f} | {row['ratio_trained']:.2f} | "
+            f"{row['ratio_random']:.2f} | {len(tr['seed'])} | {gen_s / 60:.1f} min | {ts} |"
+        )
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name in ("translated (MSE, Mixer)", "functional (CE+KL), Mixer"):
+        ax.scatter(trained, results["rows"][name]["per_seed"][0], label=name)
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+    ax.set(xlabel="trained small block acc", ylabel="translated acc (seed 0)", title="per test network")
+    ax.legend(fontsize=7)
+    fig.savefig(out.with_name("kt_scatter.png"), dpi=100, bbox_inches="tight")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for name, hs in results["curves"].items():
+        axes[0].plot(hs[0]["epoch"], hs[0]["loss"], label=name)
+        axes[1].plot(hs[0]["epoch"], hs[0]["val_acc"], label=name)
+    axes[0].set(xlabel="epoch", ylabel="train loss", yscale="log")
+    axes[1].set(xlabel="epoch", ylabel="validation-network acc")
+    axes[1].legend(fontsize=7)
+    fig.savefig(out.with_name("kt_curves.png"), dpi=100, bbox_inches="tight")
+    from kdforge.report.provenance import provenance, write_results
+
+    cfg = {
+        "pairs": a.pairs,
+        "manifest": manifest,
+        "epochs": a.epochs,
+        "dim": a.dim,
+        "depth": a.depth,
+        "rows": {k: json.dumps(v, default=str) for k, v in ROWS.items()},
+        "generation_seconds": gen_s,
+    }
+    results["provenance"] = provenance(cfg, seeds=a.seeds)
+    write_results(out, results, "\n".join(md))
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()

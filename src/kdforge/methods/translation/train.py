@@ -1,0 +1,240 @@
+"""Training a translator: parameter-space MSE and/or a functional objective; checkpoints.
+
+Functional objective: the translated small block is inserted between each pair's own frozen begin
+and last blocks, and the translator is trained on the small network's task loss plus agreement (KL)
+with the large network's outputs on a small bank of training images. The frozen begin activations
+and the large network's logits on that bank are computed once per pair. Translating a new network
+afterwards uses no data and no gradient step (:meth:`TrainedTranslator.translate`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+from torch.func import vmap
+from tqdm import tqdm
+
+from kdforge.errors import KdforgeError
+from kdforge.methods.translation import networks as N
+from kdforge.methods.translation.augment import Augment
+from kdforge.methods.translation.translator import (
+    Translator,
+    detokenize_small,
+    tokenize_large,
+    tokenize_small,
+)
+
+
+@dataclass
+class TrainConfig:
+    """Translator training settings.
+
+    Args:
+        kind, dim, depth, dropout: Translator architecture (see :class:`Translator`).
+        mse_weight: Weight of the parameter-space MSE (reference objective).
+        func_weight: Weight of the functional objective (0 = off).
+        kd_weight: Share of the functional loss that is KL agreement with the large net (rest = CE).
+        epochs, batch_size, lr: Adam with a cosine schedule.
+        bank: Training images per pair for the functional objective; ``img_batch`` used per step.
+        eval_every: Epochs between validation-network evaluations (checkpoint selection).
+    """
+
+    kind: str = "mixer"
+    dim: int = 64
+    depth: int = 4
+    dropout: float = 0.0
+    mse_weight: float = 1.0
+    func_weight: float = 0.0
+    kd_weight: float = 0.5
+    epochs: int = 200
+    batch_size: int = 64
+    lr: float = 1e-3
+    bank: int = 512
+    img_batch: int = 128
+    eval_every: int = 10
+    seed: int = 0
+    augment: Augment = field(default_factory=Augment)
+
+
+class TrainedTranslator:
+    """A translator plus the token normalisation it was trained with."""
+
+    def __init__(self, net: Translator, norm: dict[str, Tensor], cfg: TrainConfig) -> None:
+        self.net, self.norm, self.cfg, self.spec = net, norm, cfg, net.spec
+
+    def translate_tokens(self, pairs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Differentiable translation of stacked large blocks into small-block params."""
+        x = (tokenize_large(pairs, self.spec) - self.norm["in_mean"]) / self.norm["in_std"]
+        y = self.net(x) * self.norm["out_std"] + self.norm["out_mean"]
+        return detokenize_small(y, self.spec)
+
+    @torch.no_grad()
+    def translate(self, pairs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Translate new networks: one forward pass, no data, no gradient step."""
+        self.net.eval()
+        return self.translate_tokens(pairs)
+
+    def save(self, path: str | Path) -> None:
+        """Write a safetensors checkpoint (weights + normalisation + config in metadata)."""
+        t = {f"net.{k}": v.contiguous() for k, v in self.net.state_dict().items()}
+        t.update({f"norm.{k}": v.contiguous() for k, v in self.norm.items()})
+        cfg = asdict(self.cfg)
+        meta = {"spec": json.dumps(self.spec.to_dict()), "config": json.dumps(cfg)}
+        save_file(t, str(path), metadata=meta)
+
+    @classmethod
+    def load(cls, path: str | Path, spec: N.BlockSpec | None = None) -> TrainedTranslator:
+        """Load a checkpoint; fails clearly on a corrupt file or other block shapes than ``spec``."""
+        try:
+            t = load_file(str(path))
+            from safetensors import safe_open
+
+            with safe_open(str(path), "pt") as f:
+                meta = f.metadata() or {}
+            have = N.BlockSpec(**json.loads(meta["spec"]))
+            raw = json.loads(meta["config"])
+        except (SafetensorError, OSError, KeyError, ValueError) as e:
+            raise KdforgeError(
+                f"'{path}' is not a readable translator checkpoint ({e})", "pass a file written by `train`"
+            ) from e
+        if spec is not None and have != spec:
+            raise KdforgeError(
+                f"translator '{path}' was trained for block shapes {have}, not {spec}",
+                "use a translator trained on pairs with these block shapes",
+            )
+        cfg = TrainConfig(**{**raw, "augment": Augment(**raw["augment"])})
+        net = Translator(have, cfg.kind, cfg.dim, cfg.depth, cfg.dropout)
+        net.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("net.")})
+        return cls(net, {k[5:]: v for k, v in t.items() if k.startswith("norm.")}, cfg)
+
+
+def norm_stats(pairs: dict[str, Tensor], spec: N.BlockSpec) -> dict[str, Tensor]:
+    """Per-(token, feature) mean/std of inputs and targets over the training pairs."""
+    x, y = tokenize_large(pairs, spec), tokenize_small(pairs, spec)
+    return {
+        "in_mean": x.mean(0),
+        "in_std": x.std(0).clamp_min(1e-6),
+        "out_mean": y.mean(0),
+        "out_std": y.std(0).clamp_min(1e-6),
+    }
+
+
+@torch.no_grad()
+def feature_bank(pairs: dict[str, Tensor], images: Tensor, chunk: int = 16) -> tuple[Tensor, Tensor, Tensor]:
+    """Frozen begin activations and large-net logits of each pair on ``images``.
+
+    Returns (feats [P, M, C, h, w], large logits [P, M, classes], folded last-block params stacked).
+    """
+    stats = {k[6:]: v for k, v in pairs.items() if k.startswith("stats.")}
+    p = {k: v for k, v in pairs.items() if not k.startswith(("stats.", "acc_", "seed", "small."))}
+    feats, logits = [], []
+    beg = vmap(lambda pp, ss: N.begin_forward(pp, ss, images, False, {}))
+    full = vmap(lambda pp, ss: N.forward(pp, ss, images, "large", False)[0])
+    n = len(pairs["seed"])
+    for i in range(0, n, chunk):
+        sl = {k: v[i : i + chunk] for k, v in p.items()}
+        ss = {k: v[i : i + chunk] for k, v in stats.items()}
+        feats.append(beg(sl, ss))
+        logits.append(full(sl, ss))
+    return torch.cat(feats), torch.cat(logits), vmap(N.fold_last)(p, stats)
+
+
+def small_logits(small: dict[str, Tensor], folded: dict[str, Tensor], feats: Tensor) -> Tensor:
+    """Logits of many small networks on their own cached begin activations (vmapped)."""
+    return vmap(lambda q, fl, h: N.folded_last_forward(fl, N.small_forward(q, h)))(small, folded, feats)
+
+
+def _take(d: dict[str, Tensor], idx: Tensor) -> dict[str, Tensor]:
+    return {k: v[idx] for k, v in d.items()}
+
+
+@torch.no_grad()
+def bank_accuracy(small, folded, feats, y, chunk: int = 32) -> Tensor:
+    """Accuracy of each small network on its cached features: [P]."""
+    out = []
+    for i in range(0, len(feats), chunk):
+        sl = slice(i, i + chunk)
+        lo = small_logits(
+            {k: v[sl] for k, v in small.items()}, {k: v[sl] for k, v in folded.items()}, feats[sl]
+        )
+        out.append((lo.argmax(-1) == y).float().mean(-1))
+    return torch.cat(out)
+
+
+def train_translator(
+    train_pairs: dict[str, Tensor],
+    val_pairs: dict[str, Tensor],
+    spec: N.BlockSpec,
+    cfg: TrainConfig,
+    train_images: tuple[Tensor, Tensor],
+    val_images: tuple[Tensor, Tensor],
+    progress: bool = True,
+) -> tuple[TrainedTranslator, dict]:
+    """Train a translator; keep the checkpoint with the best mean accuracy on the validation networks.
+
+    Returns (best translator, history with per-epoch loss and validation accuracy).
+    """
+    if len(train_pairs.get("seed", [])) == 0:
+        raise KdforgeError("no training pairs (empty pair set)", "generate pairs with `make-pairs` first")
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    net = Translator(spec, cfg.kind, cfg.dim, cfg.depth, cfg.dropout)
+    tt = TrainedTranslator(net, norm_stats(train_pairs, spec), cfg)
+    x_all = (tokenize_large(train_pairs, spec) - tt.norm["in_mean"]) / tt.norm["in_std"]
+    y_all = (tokenize_small(train_pairs, spec) - tt.norm["out_mean"]) / tt.norm["out_std"]
+    if cfg.func_weight > 0:
+        xi, yi = train_images[0][: cfg.bank], train_images[1][: cfg.bank]
+        feats, large_lo, folded = feature_bank(train_pairs, xi)
+    v_feats, _, v_folded = feature_bank(val_pairs, val_images[0])
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    n = len(x_all)
+    steps = cfg.epochs * math.ceil(n / cfg.batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s / steps, 1)))
+    )
+    hist: dict[str, list] = {"epoch": [], "loss": [], "val_acc": []}
+    best, best_acc, t0 = None, -1.0, time.perf_counter()
+    for epoch in tqdm(range(cfg.epochs), desc=f"translator {cfg.kind}", disable=not progress):
+        net.train()
+        perm, tot = torch.randperm(n, generator=gen), 0.0
+        for b in range(0, n, cfg.batch_size):
+            idx = perm[b : b + cfg.batch_size]
+            xb, yb = cfg.augment(x_all[idx], y_all[idx], gen)
+            pred = net(xb)
+            loss = cfg.mse_weight * F.mse_loss(pred, yb) if cfg.mse_weight else torch.zeros(())
+            if cfg.func_weight > 0:
+                small = detokenize_small(pred * tt.norm["out_std"] + tt.norm["out_mean"], spec)
+                m = torch.randint(0, len(xi), (cfg.img_batch,), generator=gen)
+                lo = small_logits(small, _take(folded, idx), feats[idx][:, m])
+                ce = F.cross_entropy(lo.flatten(0, 1), yi[m].repeat(len(idx)))
+                kl = F.kl_div(
+                    F.log_softmax(lo, -1),
+                    F.log_softmax(large_lo[idx][:, m], -1),
+                    log_target=True,
+                    reduction="batchmean",
+                ) / len(idx)
+                loss = loss + cfg.func_weight * ((1 - cfg.kd_weight) * ce + cfg.kd_weight * kl)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            tot += float(loss.detach()) * len(idx)
+        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+            acc = float(bank_accuracy(tt.translate(val_pairs), v_folded, v_feats, val_images[1]).mean())
+            hist["epoch"].append(epoch + 1)
+            hist["loss"].append(tot / n)
+            hist["val_acc"].append(acc)
+            if acc > best_acc:
+                best_acc, best = acc, {k: v.clone() for k, v in net.state_dict().items()}
+    net.load_state_dict(best)
+    hist.update(best_val_acc=best_acc, seconds=time.perf_counter() - t0)
+    return tt, hist

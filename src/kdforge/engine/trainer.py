@@ -180,7 +180,10 @@ class Trainer:
 
     def _train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         st = self.state
-        torch.manual_seed(_step_seed(self.cfg.seed, st.step, self.rank))
+        seed = _step_seed(self.cfg.seed, st.step, self.rank)
+        torch.default_generator.manual_seed(seed)  # torch.manual_seed costs ~0.3 ms (all backends)
+        if self.acc.device.type == "cuda":
+            torch.cuda.manual_seed(seed)
         self.method.on_step_start(st.step, self.total_steps)
         with self.acc.autocast():
             _, losses = self.method.training_step(batch)

@@ -83,9 +83,8 @@ class Method(nn.Module):
 
     @torch.no_grad()
     def teacher_forward(self, batch: Batch) -> Tensor:
-        """Teacher output, in eval mode and without gradients."""
+        """Teacher output without gradients (``train()`` keeps the teacher in eval mode)."""
         assert self.teacher is not None
-        self.teacher.eval()
         return self.teacher(**model_inputs(batch))
 
     def on_step_start(self, step: int, total_steps: int) -> None:

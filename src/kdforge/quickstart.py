@@ -11,19 +11,24 @@ from kdforge.engine.run import run_experiment
 
 
 def quickstart_recipes(output_dir: str, data: dict[str, Any], epochs: int, seed: int) -> list[dict[str, Any]]:
-    """The three recipes: a CNN teacher, an MLP student alone, the same student with Hinton KD."""
+    """The three recipes: a CNN teacher, an MLP student alone, the same student with Hinton KD.
+
+    The students' learning rate and the KD temperature/weight were chosen on the validation
+    split of seed 0 (lr 0.006 beat 0.002; T=2, alpha=0.5 beat T=4 with alpha 0.9 or 0.5).
+    """
     teacher = {"name": "cnn", "kwargs": {"channels": [32, 64], "fc": 128, "global_pool": False}}
     student = {"name": "mlp", "kwargs": {"hidden": [32]}}
     train = {"epochs": epochs, "lr": 0.002, "optimizer": "adamw", "schedule": "cosine"}
     base = {"output_dir": output_dir, "seed": seed, "data": data, "train": train}
+    students = {**base, "train": {**train, "lr": 0.006}}
     return [
         {**base, "name": "teacher", "student": teacher, "method": {"name": "supervised"}},
-        {**base, "name": "student_alone", "student": student, "method": {"name": "supervised"}},
+        {**students, "name": "student_alone", "student": student, "method": {"name": "supervised"}},
         {
-            **base,
+            **students,
             "name": "student_kd",
             "student": student,
-            "method": {"name": "kd", "kwargs": {"temperature": 4.0, "alpha": 0.9}},
+            "method": {"name": "kd", "kwargs": {"temperature": 2.0, "alpha": 0.5}},
             "teacher": {**teacher, "checkpoint": str(Path(output_dir) / "teacher" / "student.safetensors")},
         },
     ]

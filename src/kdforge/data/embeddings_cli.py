@@ -22,7 +22,11 @@ BUILTIN = {
 
 
 def make_embedder(model: str, checkpoint: str | None, path: str | None, splits):
-    """Embedder for a built-in name or for a registered model (+ checkpoint, + module path)."""
+    """Embedder for a built-in name or for a registered model (+ checkpoint, + module path).
+
+    A checkpoint exported by kdforge (``X.safetensors`` with its spec ``X.json`` beside it) is
+    rebuilt from the spec, so its kwargs (e.g. ``resize``) need not match the dataset's shape.
+    """
     import torch
 
     from kdforge.data.embeddings import module_embedder
@@ -33,17 +37,32 @@ def make_embedder(model: str, checkpoint: str | None, path: str | None, splits):
         return module_embedder(SentenceEncoder(tokens=model == "minilm-tokens")), (
             torch.float16 if model == "minilm-tokens" else torch.float32
         )
+    from pathlib import Path
+
     from kdforge.models import build_model
 
-    net = build_model(model, splits.input_shape, splits.num_classes)
-    if checkpoint:
-        from safetensors.torch import load_file
-
-        net.load_state_dict(load_file(checkpoint))
-    else:
+    if not checkpoint:
         raise KdforgeError(
             f"model '{model}' has no checkpoint: its embeddings would be random", "pass --checkpoint"
         )
+    spec = Path(checkpoint).with_suffix(".json")
+    if spec.is_file():  # exported by kdforge: the architecture (kwargs, shapes) comes from the spec
+        import json
+
+        from kdforge.engine.run import load_student
+
+        saved = json.loads(spec.read_text()).get("model")
+        if saved != model:
+            raise KdforgeError(
+                f"checkpoint {checkpoint} holds a '{saved}', not '{model}'",
+                "pass the --model the checkpoint was exported from",
+            )
+        net = load_student(checkpoint)
+    else:
+        from safetensors.torch import load_file
+
+        net = build_model(model, splits.input_shape, splits.num_classes)
+        net.load_state_dict(load_file(checkpoint))
     return module_embedder(net, path), torch.float32
 
 
@@ -56,6 +75,9 @@ def extract(
     path: str = typer.Option(None, help="module path whose output is the embedding (default: model output)"),
     cache: str = typer.Option(
         None, help="cache entry dir (default $KDFORGE_CACHE/embeddings/DATASET/SPLIT/MODEL)"
+    ),
+    name: str = typer.Option(
+        None, help="cache name of this teacher (default MODEL@PATH); name two checkpoints differently"
     ),
     batch_size: int = typer.Option(64),
     data_dir: str = typer.Option(None),
@@ -70,7 +92,7 @@ def extract(
     if data is None:
         raise KdforgeError(f"unknown split '{split}'", "use train, val, test or all")
     embed, dtype = make_embedder(model, checkpoint, path, splits)
-    name = model if not path else f"{model}@{path}"
+    name = name or (model if not path else f"{model}@{path}")
     out = cache or entry_dir(default_root(), dataset, split, name)
     run_extract(
         embed, data, out, dataset=dataset, split=split, model=name, batch_size=batch_size, dtype=dtype

@@ -113,3 +113,32 @@ def digits(
     train, val = split_train_val(x[train_idx], y[train_idx], val_size, seed, subset)
     test = TensorData({"x": x[test_idx], "y": y[test_idx]})
     return Splits(train, val, test, 10, (1, 8, 8), "digits")
+
+
+def shifted_images(
+    x: torch.Tensor,
+    seed: int = 0,
+    max_degrees: float = 20.0,
+    max_shift: float = 0.1,
+    noise: float = 0.15,
+) -> torch.Tensor:
+    """A covariate-shifted copy of images ``[N, C, H, W]`` in [0, 1] (an unseen set, same labels).
+
+    Each image is rotated by an angle uniform in ``±max_degrees``, translated by up to
+    ``max_shift`` of its width/height (bilinear, zero fill), then Gaussian noise of standard
+    deviation ``noise`` is added and the result clipped to [0, 1]. Deterministic given ``seed``.
+    """
+    g = torch.Generator().manual_seed(seed)
+    n = len(x)
+    angle = (torch.rand(n, generator=g) * 2 - 1) * max_degrees * torch.pi / 180
+    shift = (torch.rand(n, 2, generator=g) * 2 - 1) * max_shift * 2  # affine_grid uses [-1, 1] coordinates
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.stack(
+        [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
+    )
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    out = torch.nn.functional.grid_sample(
+        x.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    )
+    out = out + noise * torch.randn(out.shape, generator=g)
+    return out.clamp(0.0, 1.0)

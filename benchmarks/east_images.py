@@ -94,9 +94,11 @@ class Runner:
             return self.done[key]
         ov = list(overrides) + ([f"method.kwargs.lam={lam}"] if lam is not None else [])
         ov += [f"method.kwargs.d={d}"] if d is not None else []
+        ov += self.args.set  # e.g. data.subset=75 for another label regime
         rows = []
         for seed in self.args.seeds:
-            name = f"{self.pair}_{label}_lam{lam}_d{d}_s{seed}".replace("=", "")
+            tag = "".join(f"_{o.split('.')[-1]}" for o in self.args.set)
+            name = f"{self.pair}{tag}_{label}_lam{lam}_d{d}_s{seed}".replace("=", "")
             full = [*ov, f"seed={seed}", f"name={name}", f"output_dir={self.args.output_dir}"]
             cfg = load_recipe(CONFIGS / recipe, full)
             summary = run_experiment(cfg, resume=False, progress=False)
@@ -154,7 +156,8 @@ def markdown(args: argparse.Namespace, res: dict[str, dict]) -> str:
         f"Accuracy (%) mean ± std over seeds {args.seeds}. Checkpoint, lambda (from {args.lams}, per "
         f"variant, EC at d={args.d_select}) and the EC row of the verdict are chosen on validation only. "
         "Unseen = the test split rotated ±20°, shifted ±10% and noised (σ 0.15), no further training. "
-        "Teachers: `benchmarks/east_image_teachers.py`; protocol: `benchmarks/east_images.py`.",
+        "Teachers: `benchmarks/east_image_teachers.py`; protocol: `benchmarks/east_images.py`"
+        + (f"; every run overridden with `{' '.join(args.set)}`." if args.set else "."),
         "",
     ]
     n_met = 0
@@ -246,6 +249,7 @@ def main() -> None:
     p.add_argument("--lams", type=float, nargs="+", default=[0.3, 0.7])
     p.add_argument("--output-dir", default="runs/east_images")
     p.add_argument("--out", default=str(RESULTS / "east_images.json"))
+    p.add_argument("--set", nargs="*", default=[], help="overrides for every run, e.g. data.subset=75")
     p.add_argument("--regime", action="store_true", help="only the label-count check of the baselines")
     args = p.parse_args()
     torch.set_num_threads(1)  # small models on a shared CPU

@@ -240,6 +240,45 @@ def label_regime(args: argparse.Namespace) -> None:
     write_results(out, {"runs": rows, "provenance": provenance(vars(args), args.seeds)}, "\n".join(md))
 
 
+def teacher_probe(args: argparse.Namespace) -> None:
+    """How much target-task information each cached teacher embedding holds (validation only).
+
+    A logistic-regression probe on the teacher embedding of each run's labelled training examples
+    (the same carve-out as the students), scored on the validation split.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from kdforge.data.embeddings import attach, default_root, entry_dir
+    from kdforge.data.embeddings import load as load_cache
+
+    rows = []
+    for pair in args.pairs:
+        _, base, _, ec_recipe = PAIRS[pair]
+        for seed in args.seeds:
+            cfg = load_recipe(CONFIGS / ec_recipe, [*args.set, f"seed={seed}"])
+            kw = {**cfg.data.kwargs, "seed": seed, "subset": cfg.data.subset, "val_size": cfg.data.val_size}
+            sp = load_dataset("with_teacher_emb", **kw)
+            tr = sp.train.tensors
+            emb, hashes, _ = load_cache(entry_dir(default_root(), base, "all", kw["model"]))
+            va = attach(sp.val, emb, hashes).tensors  # the same cache, attached to validation
+            scaler = StandardScaler().fit(tr["teacher_emb"].numpy())
+            clf = LogisticRegression(max_iter=2000).fit(
+                scaler.transform(tr["teacher_emb"].numpy()), tr["y"].numpy()
+            )
+            acc = clf.score(scaler.transform(va["teacher_emb"].numpy()), va["y"].numpy())
+            rows.append({"pair": pair, "seed": seed, "labels": len(tr["y"]), "probe_val_acc": acc})
+            print(json.dumps(rows[-1]), flush=True)
+    md = ["# Linear probes on the cached image-teacher embeddings (validation accuracy)", "",
+          "Logistic regression on the standardised teacher embedding of each seed's labelled training "
+          "examples, scored on that seed's validation split (test untouched).", "",
+          "| pair | labelled examples | probe val acc (%) |", "|---|---|---|"]  # fmt: skip
+    for pair in args.pairs:
+        rs = [r for r in rows if r["pair"] == pair]
+        md.append(f"| {pair} | {rs[0]['labels']} | {fmt([r['probe_val_acc'] for r in rs])} |")
+    write_results(args.out, {"runs": rows, "provenance": provenance(vars(args), args.seeds)}, "\n".join(md))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pairs", nargs="+", default=list(PAIRS), choices=list(PAIRS))
@@ -250,11 +289,14 @@ def main() -> None:
     p.add_argument("--output-dir", default="runs/east_images")
     p.add_argument("--out", default=str(RESULTS / "east_images.json"))
     p.add_argument("--set", nargs="*", default=[], help="overrides for every run, e.g. data.subset=75")
+    p.add_argument("--probe", action="store_true", help="only linear probes on the teacher embeddings")
     p.add_argument("--regime", action="store_true", help="only the label-count check of the baselines")
     args = p.parse_args()
     torch.set_num_threads(1)  # small models on a shared CPU
     if args.regime:
         return label_regime(args)
+    if args.probe:
+        return teacher_probe(args)
     res = {}
     for pair in args.pairs:
         r = run_pair(args, pair)

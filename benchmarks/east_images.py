@@ -164,7 +164,8 @@ def markdown(args: argparse.Namespace, res: dict[str, dict]) -> str:
     for pair, r in res.items():
         v = r["verdict"]
         n_met += v["met"]
-        md += [f"## {pair}: {PAIRS[pair][0]}", "", "| row | lambda | val | test | unseen (shifted test) |",
+        title = PAIRS[pair][0] + (f" (overridden: {' '.join(args.set)})" if args.set else "")
+        md += [f"## {pair}: {title}", "", "| row | lambda | val | test | unseen (shifted test) |",
                "|---|---|---|---|---|"]  # fmt: skip
         for lab, rows in r["table"].items():
             lam = rows[0]["lam"]

@@ -95,9 +95,10 @@ class Runner:
         ov = list(overrides) + ([f"method.kwargs.lam={lam}"] if lam is not None else [])
         ov += [f"method.kwargs.d={d}"] if d is not None else []
         ov += self.args.set  # e.g. data.subset=75 for another label regime
+        ov += self.args.set_teacher if recipe == self.ec_recipe else []  # e.g. method.kwargs.kd_weight=1
         rows = []
         for seed in self.args.seeds:
-            tag = "".join(f"_{o.split('.')[-1]}" for o in self.args.set)
+            tag = "".join(f"_{o.split('.')[-1]}" for o in [*self.args.set, *self.args.set_teacher])
             name = f"{self.pair}{tag}_{label}_lam{lam}_d{d}_s{seed}".replace("=", "")
             full = [*ov, f"seed={seed}", f"name={name}", f"output_dir={self.args.output_dir}"]
             cfg = load_recipe(CONFIGS / recipe, full)
@@ -157,7 +158,9 @@ def markdown(args: argparse.Namespace, res: dict[str, dict]) -> str:
         f"variant, EC at d={args.d_select}) and the EC row of the verdict are chosen on validation only. "
         "Unseen = the test split rotated ±20°, shifted ±10% and noised (σ 0.15), no further training. "
         "Teachers: `benchmarks/east_image_teachers.py`; protocol: `benchmarks/east_images.py`"
-        + (f"; every run overridden with `{' '.join(args.set)}`." if args.set else "."),
+        + (f"; every run overridden with `{' '.join(args.set)}`" if args.set else "")
+        + (f"; EAsT/EC runs with `{' '.join(args.set_teacher)}`" if args.set_teacher else "")
+        + ".",
         "",
     ]
     n_met = 0
@@ -290,6 +293,7 @@ def main() -> None:
     p.add_argument("--output-dir", default="runs/east_images")
     p.add_argument("--out", default=str(RESULTS / "east_images.json"))
     p.add_argument("--set", nargs="*", default=[], help="overrides for every run, e.g. data.subset=75")
+    p.add_argument("--set-teacher", nargs="*", default=[], help="overrides for the EAsT/EC runs only")
     p.add_argument("--probe", action="store_true", help="only linear probes on the teacher embeddings")
     p.add_argument("--regime", action="store_true", help="only the label-count check of the baselines")
     args = p.parse_args()

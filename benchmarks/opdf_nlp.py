@@ -3,6 +3,10 @@
 Usage::
 
     PYTHONPATH=src python benchmarks/opdf_nlp.py [--seeds 0 1 2] [--variants plain svd opdf ...]
+    # the same recipes with more training data (runs named ..._sub1920_sS):
+    PYTHONPATH=src python benchmarks/opdf_nlp.py --variants plain opdf plain_lr3x \\
+        --override data.subset=1920 train.eval_every_steps=30 --tag sub1920 \\
+        --out benchmarks/results/opdf_nlp_sub1920.json
 
 Fine-tunes the all-MiniLM-L6-v2 teacher once (``configs/opdf/nlp_teacher.yaml``) if its
 export is missing, then runs every ``configs/opdf/nlp_<base>_<variant>.yaml`` recipe once
@@ -84,7 +88,7 @@ class _TeacherEval(torch.nn.Module):
 
 
 def latency_ratio(
-    exported: Path, blocks: int = 5, per_block: int = 5, batch: int = 8, tokens: int = 32
+    exported: Path, blocks: int = 9, per_block: int = 10, batch: int = 8, tokens: int = 32
 ) -> float:
     """Latency of the exported student over a freshly built plain one (same arch), side by side.
 
@@ -178,7 +182,15 @@ def main() -> None:
     ap.add_argument("--bases", nargs="+", default=["kd"])
     ap.add_argument("--variants", nargs="+", default=VARIANTS)
     ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument(
+        "--override",
+        nargs="*",
+        default=[],
+        help="dotted overrides for every student run, e.g. data.subset=1920",
+    )
+    ap.add_argument("--tag", default="", help="run-name suffix for runs made with --override")
     args = ap.parse_args()
+    tag = f"_{args.tag}" if args.tag else ""
     torch.set_num_threads(1)
     teacher = _run(CONFIGS / "nlp_teacher.yaml", [])
     teacher_cfg = load_recipe(CONFIGS / "nlp_teacher.yaml")
@@ -195,12 +207,14 @@ def main() -> None:
         for s in args.seeds:
             for base, variant, recipe in group:
                 runs.setdefault((base, variant), []).append(
-                    _run(recipe, [f"seed={s}", f"name=nlp_{base}_{variant}_s{s}"])
+                    _run(recipe, [*args.override, f"seed={s}", f"name=nlp_{base}_{variant}{tag}_s{s}"])
                 )
     rows = []
     for base, variant, recipe in recipes:
         done = runs[base, variant]
-        out_dir = load_recipe(recipe, [f"name=nlp_{base}_{variant}_s{args.seeds[0]}"]).run_dir
+        out_dir = load_recipe(
+            recipe, [*args.override, f"name=nlp_{base}_{variant}{tag}_s{args.seeds[0]}"]
+        ).run_dir
         rows.append(
             {
                 "base": base,
@@ -232,12 +246,13 @@ def main() -> None:
                     "delta_vs_teacher": 100 * (mean - teacher_row["test_acc"]),
                 }
             )
-    fcfg = load_recipe(first)
+    fcfg = load_recipe(first, args.override)
     res = {
         "seeds": args.seeds,
         "subset": fcfg.data.subset,
         "epochs": fcfg.train.epochs,
         "max_len": fcfg.data.kwargs.get("max_len", 64),
+        "overrides": args.override,
         "teacher": teacher_row,
         "rows": rows,
         "deltas": deltas,

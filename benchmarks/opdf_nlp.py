@@ -169,10 +169,11 @@ def markdown(res: dict) -> str:
         line += f"; {d['delta_vs_teacher']:+.2f} vs the teacher"
         lines.append(line)
     acc = {(r["base"], r["variant"]): 100 * statistics.mean(r["test_acc"]) for r in res["rows"]}
-    lines += ["", "Alignment on minus off (same factorization, same seeds):"]
-    for base in sorted({b for b, _ in acc}):
-        if (base, "opdf") in acc and (base, "opdf_noalign") in acc:
-            lines.append(f"- {base}: {acc[base, 'opdf'] - acc[base, 'opdf_noalign']:+.2f} points")
+    both = sorted(b for b, _ in acc if (b, "opdf") in acc and (b, "opdf_noalign") in acc)
+    if both:
+        lines += ["", "Alignment on minus off (same factorization, same seeds):"]
+    for base in both:
+        lines.append(f"- {base}: {acc[base, 'opdf'] - acc[base, 'opdf_noalign']:+.2f} points")
     return "\n".join(lines)
 
 

@@ -194,15 +194,17 @@ def _make_vader(domain: str, default_val: int):
         seed: int = 0,
         subset: int | None = None,
         max_len: int = 64,
+        test_fraction: float = 0.2,
     ) -> Splits:
         texts, y = binarise(read_vader(domain, data_dir))
-        return text_splits(texts, y, f"vader_{domain}", max_len, val_size, seed, subset)
+        return text_splits(texts, y, f"vader_{domain}", max_len, val_size, seed, subset, test_fraction)
 
     n = VADER_DOMAINS[domain][1]
     loader.__name__ = f"vader_{domain}"
     loader.__doc__ = (
         f"VADER {domain} ({n:,} rated rows, zeros dropped), binary sentiment, MiniLM token ids; "
-        "fixed 20% test split, validation carved from the rest with the run seed. MIT."
+        "fixed test split (test_fraction, default 20%; a smaller fraction gives a subset of the "
+        "default test split), validation carved from the rest with the run seed. MIT."
     )
     return register_dataset(f"vader_{domain}")(loader)
 

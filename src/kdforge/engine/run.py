@@ -24,6 +24,7 @@ from kdforge.data._batches import iter_batches
 from kdforge.engine import checkpoint as ckpt
 from kdforge.engine.trainer import Trainer, evaluate
 from kdforge.errors import KdforgeError
+from kdforge.layers.overparam import refuse_overparameterized
 from kdforge.methods._base import Method
 from kdforge.models import build_model, count_parameters
 from kdforge.registry import METHODS
@@ -54,7 +55,11 @@ def export_model(model: nn.Module, mc: ModelConfig, splits: Splits, path: Path) 
 
 
 def load_model_weights(model: nn.Module, path: str | Path, role: str) -> nn.Module:
-    """Load an exported ``.safetensors`` into ``model`` with clear shape errors."""
+    """Load an exported ``.safetensors`` into ``model`` with clear shape errors.
+
+    An over-parameterized (MPO/SVD) checkpoint for a plain model is refused with its own
+    message (collapse first) rather than as a generic mismatch.
+    """
     path = Path(path)
     if not path.is_file():
         raise KdforgeError(
@@ -66,6 +71,7 @@ def load_model_weights(model: nn.Module, path: str | Path, role: str) -> nn.Modu
     except (SafetensorError, OSError) as e:
         raise KdforgeError(f"{role} checkpoint '{path}' is corrupt: {e}", "re-export it") from None
     own = model.state_dict()
+    refuse_overparameterized(own, state, f"{role} checkpoint '{path}'")
     bad = [k for k in own if k not in state or state[k].shape != own[k].shape]
     if bad or set(state) - set(own):
         raise KdforgeError(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from torch import Tensor, nn
 
@@ -142,6 +142,30 @@ def collapse(model: nn.Module) -> nn.Module:
 _OVERPARAM_KEY = re.compile(r"(^|\.)(cores\.\d+|U|V|s)$")
 
 
+def refuse_overparameterized(
+    own: Collection[str], state: Collection[str], source: str = "checkpoint"
+) -> None:
+    """Fail clearly if ``state`` holds MPO/SVD tensors where the model (keys ``own``) has plain layers.
+
+    Args:
+        own: the model's state-dict keys.
+        state: the checkpoint's keys.
+        source: how to name the checkpoint in the message.
+
+    Raises:
+        KdforgeError: naming the over-parameterized layers and how to get a loadable file.
+    """
+    foreign = sorted(k for k in state if k not in own and _OVERPARAM_KEY.search(k))
+    if foreign:
+        layers = sorted({_OVERPARAM_KEY.sub("", k) for k in foreign})
+        raise KdforgeError(
+            f"{source} is over-parameterized (MPO/SVD tensors for {', '.join(layers[:6])}: "
+            f"{', '.join(foreign[:4])} ...) but the model has plain nn.Linear layers there",
+            "load the exported (collapsed) student, or call collapse(model) before saving; to resume "
+            "training, overparameterize the model with the same patterns first",
+        )
+
+
 def load_plain_state_dict(model: nn.Module, state: Mapping[str, Tensor]) -> None:
     """Load ``state`` into ``model``, refusing an over-parameterized checkpoint for a plain model.
 
@@ -150,15 +174,7 @@ def load_plain_state_dict(model: nn.Module, state: Mapping[str, Tensor]) -> None
             or does not fit the model otherwise.
     """
     own = model.state_dict()
-    foreign = sorted(k for k in state if k not in own and _OVERPARAM_KEY.search(k))
-    if foreign:
-        layers = sorted({_OVERPARAM_KEY.sub("", k) for k in foreign})
-        raise KdforgeError(
-            f"checkpoint is over-parameterized (MPO/SVD tensors for {', '.join(layers[:6])}: "
-            f"{', '.join(foreign[:4])} ...) but the model has plain nn.Linear layers there",
-            "load the exported (collapsed) student, or call collapse(model) before saving; to resume "
-            "training, overparameterize the model with the same patterns first",
-        )
+    refuse_overparameterized(own, state)
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     if missing or unexpected:
         raise KdforgeError(
@@ -176,4 +192,5 @@ __all__ = [
     "match_linear",
     "overparameterize",
     "propose_factorization",
+    "refuse_overparameterized",
 ]

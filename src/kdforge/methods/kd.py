@@ -20,6 +20,7 @@ class KDConfig:
 
     temperature: float = 4.0
     alpha: float = 0.9  # weight of the soft-target term; (1 - alpha) on the hard labels
+    cache_teacher: bool = False  # memoise teacher logits per example (Method.cached_teacher_forward)
 
 
 @register_method("kd")
@@ -30,6 +31,7 @@ class KD(Method):
 
     def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         logits = self.student(**model_inputs(batch))
-        t_logits = self.teacher_forward(batch)
+        cached = self.config.cache_teacher
+        t_logits = self.cached_teacher_forward(batch) if cached else self.teacher_forward(batch)
         ce, kl = hinton_loss(logits, t_logits, batch["y"], self.config.temperature, self.config.alpha)
         return logits, {"ce": ce, "kd": kl}

@@ -15,6 +15,7 @@ to plain ``nn.Linear`` layers: same size and speed as the plain student.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +57,35 @@ def _pair_factors(s_lin: nn.Module, t_lin: nn.Module, n: int) -> tuple[list[list
     s = [propose_factorization(so, n, to), propose_factorization(si, n, ti)]
     t = [propose_factorization(to, n, so), propose_factorization(ti, n, si)]
     return s, t
+
+
+_INDEX = re.compile(r"\d+")
+
+
+def _default_pairs(names: list[str], t_names: list[str]) -> dict[str, str]:
+    """Default student -> teacher layer map: ``l -> l * r + r - 1`` over *blocks*, not over layers.
+
+    Names are grouped by their shape with the first integer (the block index) blanked,
+    e.g. ``encoder.layer.{}.attention.self.query``; within each group student block ``l``
+    maps to the teacher's ``l * r + r - 1``-th block of the same group, so query maps to
+    query and FFN to FFN. Names without an index fall back to one flat list.
+    """
+
+    def groups(ns: list[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for n in ns:
+            out.setdefault(_INDEX.sub("{}", n, count=1), []).append(n)
+        return out
+
+    s_groups, t_groups = groups(names), groups(t_names)
+    if not set(s_groups) <= set(t_groups):
+        s_groups, t_groups = {"": names}, {"": t_names}
+    pairs: dict[str, str] = {}
+    for key, s_list in s_groups.items():
+        t_list = t_groups[key]
+        idx = default_layer_map(len(s_list), len(t_list))
+        pairs.update({s: t_list[i] for s, i in zip(s_list, idx, strict=True)})
+    return {s: pairs[s] for s in names}
 
 
 @register_method("opdf")
@@ -105,16 +135,25 @@ class OPDF(Method):
             student, cfg.patterns, cfg.overparam, n=cfg.n, factors=factors, forward_mode=cfg.forward_mode
         )
         self.pairs = pairs
-        self._teacher_cores: dict[str, list[Tensor]] = {}
-        for t_name, (rf, cf) in t_factors.items():
+        # the teacher's cores are fixed targets: non-persistent buffers, so .to() moves them with
+        # the method and checkpoints stay free of them (they are recomputed from the teacher)
+        self._core_buffers: dict[str, list[str]] = {}
+        for i, (t_name, (rf, cf)) in enumerate(t_factors.items()):
             w = teacher.get_submodule(t_name).weight.detach()
-            self._teacher_cores[t_name] = mpo_decompose(w, rf, cf).cores
+            self._core_buffers[t_name] = []
+            for k, core in enumerate(mpo_decompose(w, rf, cf).cores):
+                self.register_buffer(f"_tcore_{i}_{k}", core.contiguous(), persistent=False)
+                self._core_buffers[t_name].append(f"_tcore_{i}_{k}")
         if pairs and cfg.lambda_align:
             check_alignable(
                 [list(self.layers[s].cores) for s in pairs],
-                [self._teacher_cores[t] for t in pairs.values()],
+                [self.teacher_cores(t) for t in pairs.values()],
                 [(f"student '{s}'", f"teacher '{t}'") for s, t in pairs.items()],
             )
+
+    def teacher_cores(self, t_name: str) -> list[Tensor]:
+        """The MPO cores of teacher layer ``t_name`` (buffers: on the method's device and dtype)."""
+        return [getattr(self, b) for b in self._core_buffers[t_name]]
 
     def _layer_pairs(self, names: list[str]) -> dict[str, str]:
         cfg = self.config
@@ -128,20 +167,15 @@ class OPDF(Method):
                     "map matched nn.Linear names (see patterns / teacher_patterns)",
                 )
             return dict(cfg.layer_map)
-        idx = default_layer_map(len(names), len(t_names))
-        return {s: t_names[i] for s, i in zip(names, idx, strict=True)}
+        return _default_pairs(names, t_names)
 
     # ------------------------------------------------------------------ contract
     def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         logits, losses = self.base.training_step(batch)
         if self.config.lambda_align and self.pairs:
-            for t_name, cores in self._teacher_cores.items():  # follow the student's device/dtype
-                ref = self.layers[next(iter(self.pairs))].cores[0]
-                if cores[0].device != ref.device or cores[0].dtype != ref.dtype:
-                    self._teacher_cores[t_name] = [c.to(ref) for c in cores]
             align = tensor_alignment_loss(
                 [list(self.layers[s].cores) for s in self.pairs],
-                [self._teacher_cores[t] for t in self.pairs.values()],
+                [self.teacher_cores(t) for t in self.pairs.values()],
             )
             losses = {**losses, "align": self.config.lambda_align * align}
         return logits, losses

@@ -140,8 +140,34 @@ class HFClassifier(nn.Module):
         self.head = nn.Linear(hidden, num_classes)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        h = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return self.head(self.pool(h, attention_mask))
+        # drop the all-padding columns of this batch: the masked result is the same, the cost lower
+        keep = max(1, int(attention_mask.sum(1).max()))
+        ids, mask = input_ids[:, :keep], attention_mask[:, :keep]
+        h = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        return self.head(self.pool(h, mask))
+
+
+def keep_layers(model: HFClassifier, layers: list[int] | tuple[int, ...]) -> HFClassifier:
+    """A copy of a BERT-based :class:`HFClassifier` with only the encoder ``layers`` (in that order).
+
+    Embeddings, head (and pooler) are copied; layer ``layers[i]`` of ``model`` becomes
+    layer ``i`` of the copy (Theseus / DistilBERT-style initialisation of a shallower student).
+
+    Raises:
+        KdforgeError: ``layers`` is empty or names a layer the model lacks.
+    """
+    import copy
+
+    n = len(model.encoder.encoder.layer)
+    if not layers or any(not 0 <= i < n for i in layers):
+        raise KdforgeError(
+            f"cannot keep encoder layers {list(layers)} of a {n}-layer model",
+            f"choose one or more layer indices in 0..{n - 1}",
+        )
+    out = copy.deepcopy(model)
+    out.encoder.encoder.layer = nn.ModuleList(out.encoder.encoder.layer[i] for i in layers)
+    out.encoder.config.num_hidden_layers = len(layers)
+    return out
 
 
 class _ConvBlock(nn.Module):
@@ -231,11 +257,46 @@ def tiny_transformer(
 
 
 @register_model("minilm_classifier")
-def minilm_classifier(input_shape: tuple[int, ...], num_classes: int, model_dir: str | None = None):
-    """all-MiniLM-L6-v2 (offline) plus a linear head: a fine-tunable text teacher."""
+def minilm_classifier(
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    model_dir: str | None = None,
+    freeze_word_embeddings: bool = False,
+):
+    """all-MiniLM-L6-v2 (offline) plus a linear head: a fine-tunable text teacher.
+
+    ``freeze_word_embeddings`` keeps the 30522 x 384 token table fixed (``requires_grad=False``):
+    11.7M of its 22.7M parameters, whose dense gradient and optimizer update dominate a CPU step.
+    """
     import copy
 
-    return HFClassifier(copy.deepcopy(load_minilm(model_dir)), MINILM_HIDDEN, num_classes)
+    model = HFClassifier(copy.deepcopy(load_minilm(model_dir)), MINILM_HIDDEN, num_classes)
+    model.encoder.embeddings.word_embeddings.weight.requires_grad_(not freeze_word_embeddings)
+    return model
+
+
+@register_model("minilm_student")
+def minilm_student(
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    layers: tuple[int, ...] = (1, 3, 5),
+    init_from: str | None = None,
+    model_dir: str | None = None,
+    freeze_word_embeddings: bool = False,
+) -> HFClassifier:
+    """A shallower MiniLM classifier (same width 384) made of teacher ``layers`` (default 1, 3, 5).
+
+    With ``init_from`` (an exported ``minilm_classifier``, i.e. the fine-tuned teacher's
+    ``student.safetensors``) embeddings, the chosen layers and the head come from it;
+    otherwise from the pre-trained all-MiniLM-L6-v2 with a freshly initialised head.
+    ``freeze_word_embeddings``: as in :func:`minilm_classifier`.
+    """
+    base = minilm_classifier(input_shape, num_classes, model_dir, freeze_word_embeddings)
+    if init_from:
+        from kdforge.engine.run import load_model_weights  # late: engine imports models
+
+        load_model_weights(base, init_from, "student init (init_from)")
+    return keep_layers(base, list(layers))
 
 
 __all__ = [
@@ -244,6 +305,7 @@ __all__ = [
     "SentenceEncoder",
     "TextCNN",
     "TinyTransformer",
+    "keep_layers",
     "load_minilm",
     "load_tokenizer",
     "masked_mean",

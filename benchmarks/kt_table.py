@@ -35,7 +35,7 @@ ROWS = {
     "MSE + noise (sigma=0.1, input)": {"augment": Augment(noise_sigma=0.1)},
     "MSE, attention": {"kind": "attention"},
     "MSE, MLP": {"kind": "mlp"},
-    "functional (CE+KL), Mixer": {"mse_weight": 0.0, "func_weight": 1.0},
+    "functional (CE+KL), Mixer": {"mse_weight": 0.0, "func_weight": 1.0, "template": True},
 }
 
 
@@ -59,6 +59,7 @@ def main() -> None:
     ap.add_argument("--func-epochs", type=int, default=None, help="epochs of functional rows")
     ap.add_argument("--img-batch", type=int, default=64, help="images per network per functional step")
     ap.add_argument("--bank", type=int, default=512, help="training images per network (functional)")
+    ap.add_argument("--evals", type=int, default=20, help="validation evaluations per training run")
     ap.add_argument("--rows", nargs="*", default=None, help="subset of row names to run")
     ap.add_argument("--out", default="benchmarks/results/kt_table.json")
     a = ap.parse_args()
@@ -97,7 +98,7 @@ def main() -> None:
                 bank=a.bank,
                 img_batch=a.img_batch,
                 seed=s,
-                eval_every=max(1, epochs // 20),
+                eval_every=max(1, epochs // a.evals),
                 **over,
             )
             t = time.perf_counter()
@@ -194,6 +195,7 @@ def main() -> None:
         "img_batch": a.img_batch,
         "bank": a.bank,
         "test_images": a.test_images,
+        "evals": a.evals,
         "generation_seconds": gen_s,
     }
     results["provenance"] = provenance(cfg, seeds=a.seeds)

@@ -116,12 +116,15 @@ def test_end_to_end_translate_and_evaluate(pair_dir, digits, tmp_path, objective
         img_batch=32,
         mse_weight=float(objective == "mse"),
         func_weight=float(objective == "functional"),
+        template=objective == "functional",
     )
     x, y = digits.train.tensors["x"], digits.train.tensors["y"]
     tt, hist = train_translator(
         tr, va, SPEC, cfg, (x, y), (digits.val.tensors["x"], digits.val.tensors["y"]), progress=False
     )
     assert hist["loss"][-1] < hist["loss"][0]
+    if objective == "functional":  # a correction of the best training pair's small block
+        assert torch.equal(tt.norm["base"], tokenize_norm(tr, tt, tr["acc_small"].argmax()))
     tt.save(tmp_path / "t.safetensors")
     tt2 = TrainedTranslator.load(tmp_path / "t.safetensors", SPEC)
     a, b = tt.translate(te), tt2.translate(te)
@@ -133,6 +136,27 @@ def test_end_to_end_translate_and_evaluate(pair_dir, digits, tmp_path, objective
     (tmp_path / "bad.safetensors").write_bytes(b"nope")
     with pytest.raises(KdforgeError, match="not a readable"):
         TrainedTranslator.load(tmp_path / "bad.safetensors")
+
+
+def tokenize_norm(pairs, tt, i):
+    """Normalised small-block tokens of pair ``i``."""
+    from kdforge.methods.translation.translator import tokenize_small
+
+    return (tokenize_small(pairs, tt.spec)[i] - tt.norm["out_mean"]) / tt.norm["out_std"]
+
+
+def test_large_only_schedule_keeps_the_random_small_block(digits):
+    """epochs_small=0 (enough for the functional objective) stores the small block's init."""
+    c = PairConfig("digits", SPEC, Schedule(train_subset=64, epochs_large=1, epochs_small=0, batch_size=32))
+    out = train_pairs([3], c, digits.train.tensors, digits.test.tensors)
+    init = N.init_params(SPEC, "small", _after_init(3))
+    assert all(torch.equal(out[k][0], init[k]) for k in init)
+
+
+def _after_init(seed: int) -> torch.Generator:
+    g = torch.Generator().manual_seed(seed)
+    N.init_params(SPEC, "shared", g), N.init_params(SPEC, "large", g)
+    return g
 
 
 def _write_idx(path, arr: np.ndarray) -> None:

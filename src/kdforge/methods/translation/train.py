@@ -47,6 +47,10 @@ class TrainConfig:
         epochs, batch_size, lr: Adam with a cosine schedule.
         bank: Training images per pair for the functional objective; ``img_batch`` used per step.
         eval_every: Epochs between validation-network evaluations (checkpoint selection).
+        template: Translate to a *correction* of a fixed template: the small block of the training
+            pair that scores best. Without it a fresh translator writes near-average weights; for
+            a skip-less small block these are dead (ReLU outputs all zero), so the functional
+            objective gets no gradient and never leaves chance accuracy.
     """
 
     kind: str = "mixer"
@@ -63,6 +67,7 @@ class TrainConfig:
     img_batch: int = 128
     eval_every: int = 10
     seed: int = 0
+    template: bool = False
     augment: Augment = field(default_factory=Augment)
 
 
@@ -72,10 +77,15 @@ class TrainedTranslator:
     def __init__(self, net: Translator, norm: dict[str, Tensor], cfg: TrainConfig) -> None:
         self.net, self.norm, self.cfg, self.spec = net, norm, cfg, net.spec
 
+    def predict(self, x: Tensor) -> Tensor:
+        """Normalised large-block tokens -> normalised small-block tokens (+ the template, if any)."""
+        y = self.net(x)
+        return y + self.norm["base"] if "base" in self.norm else y
+
     def translate_tokens(self, pairs: dict[str, Tensor]) -> dict[str, Tensor]:
         """Differentiable translation of stacked large blocks into small-block params."""
         x = (tokenize_large(pairs, self.spec) - self.norm["in_mean"]) / self.norm["in_std"]
-        y = self.net(x) * self.norm["out_std"] + self.norm["out_mean"]
+        y = self.predict(x) * self.norm["out_std"] + self.norm["out_mean"]
         return detokenize_small(y, self.spec)
 
     @torch.no_grad()
@@ -212,6 +222,8 @@ def train_translator(
     tt = TrainedTranslator(net, norm_stats(train_pairs, spec), cfg)
     x_all = (tokenize_large(train_pairs, spec) - tt.norm["in_mean"]) / tt.norm["in_std"]
     y_all = (tokenize_small(train_pairs, spec) - tt.norm["out_mean"]) / tt.norm["out_std"]
+    if cfg.template:
+        tt.norm["base"] = y_all[int(train_pairs["acc_small"].argmax())].clone()
     if cfg.func_weight > 0:
         xi, yi = train_images[0][: cfg.bank], train_images[1][: cfg.bank]
         if ("train", cfg.bank) not in cache:
@@ -234,7 +246,7 @@ def train_translator(
         for b in range(0, n, cfg.batch_size):
             idx = perm[b : b + cfg.batch_size]
             xb, yb = cfg.augment(x_all[idx], y_all[idx], gen)
-            pred = net(xb)
+            pred = tt.predict(xb)
             loss = cfg.mse_weight * F.mse_loss(pred, yb) if cfg.mse_weight else torch.zeros(())
             if cfg.func_weight > 0:
                 small = detokenize_small(pred * tt.norm["out_std"] + tt.norm["out_mean"], spec)

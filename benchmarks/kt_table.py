@@ -83,6 +83,13 @@ def main() -> None:
         for s in a.seeds
     ]
     results["rows"]["random init"] = {"per_seed": rnd, "train_seconds": 0.0}
+    best = int(tr["acc_small"].argmax())  # the functional rows' template, copied without translation
+    template = {k: v[best : best + 1].expand(len(te["seed"]), *v.shape[1:]) for k, v in tr.items()}
+    template = {k: v for k, v in template.items() if k.startswith("small.")}
+    results["rows"]["template only (best training pair's small block)"] = {
+        "per_seed": [small_accuracy(te, template, x_te, y_te, skip).tolist()],
+        "train_seconds": 0.0,
+    }
     rows = {k: v for k, v in ROWS.items() if a.rows is None or k in a.rows}
     banks: dict = {}  # frozen feature banks, shared by all rows and seeds
     for name, over in rows.items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -47,15 +48,23 @@ def pair_dir(tmp_path_factory, digits, cfg):
     return out
 
 
-def test_vmapped_training_equals_one_at_a_time(digits):
+@pytest.mark.parametrize("skip", [True, False])
+def test_grouped_and_vmapped_training_equal_one_at_a_time(digits, skip):
     c = PairConfig(
-        "digits", SPEC, Schedule(train_subset=128, epochs_large=1, epochs_small=1, batch_size=32, lr=0.01)
+        "digits",
+        N.BlockSpec(image_size=8, small_skip=skip),
+        Schedule(train_subset=128, epochs_large=1, epochs_small=1, batch_size=32, lr=0.01),
     )
-    both = train_pairs([5, 6], c, digits.train.tensors, digits.test.tensors)
-    one = train_pairs([6], c, digits.train.tensors, digits.test.tensors)
+    tr, te = digits.train.tensors, digits.test.tensors
+    grouped = train_pairs([5, 6], c, tr, te, engine="grouped")
+    vmapped = train_pairs([5, 6], c, tr, te, engine="vmap")
+    one = train_pairs([6], c, tr, te, engine="grouped")
     for k in one:
-        assert torch.allclose(both[k][1].float(), one[k][0].float(), atol=1e-4), k
-    assert not torch.allclose(both["large.conv1"][0], both["large.conv1"][1])
+        assert torch.allclose(grouped[k][1].float(), one[k][0].float(), atol=1e-4), k
+        assert torch.allclose(grouped[k].float(), vmapped[k].float(), atol=1e-4), k
+    assert not torch.allclose(grouped["large.conv1"][0], grouped["large.conv1"][1])
+    with pytest.raises(KdforgeError, match="unknown pair engine"):
+        train_pairs([5], c, tr, te, engine="jit")
 
 
 def test_pairs_are_stored_resumable_and_learn(pair_dir, digits, cfg):
@@ -107,12 +116,15 @@ def test_end_to_end_translate_and_evaluate(pair_dir, digits, tmp_path, objective
         img_batch=32,
         mse_weight=float(objective == "mse"),
         func_weight=float(objective == "functional"),
+        template=objective == "functional",
     )
     x, y = digits.train.tensors["x"], digits.train.tensors["y"]
     tt, hist = train_translator(
         tr, va, SPEC, cfg, (x, y), (digits.val.tensors["x"], digits.val.tensors["y"]), progress=False
     )
     assert hist["loss"][-1] < hist["loss"][0]
+    if objective == "functional":  # a correction of the best training pair's small block
+        assert torch.equal(tt.norm["base"], tokenize_norm(tr, tt, tr["acc_small"].argmax()))
     tt.save(tmp_path / "t.safetensors")
     tt2 = TrainedTranslator.load(tmp_path / "t.safetensors", SPEC)
     a, b = tt.translate(te), tt2.translate(te)
@@ -124,3 +136,74 @@ def test_end_to_end_translate_and_evaluate(pair_dir, digits, tmp_path, objective
     (tmp_path / "bad.safetensors").write_bytes(b"nope")
     with pytest.raises(KdforgeError, match="not a readable"):
         TrainedTranslator.load(tmp_path / "bad.safetensors")
+
+
+def tokenize_norm(pairs, tt, i):
+    """Normalised small-block tokens of pair ``i``."""
+    from kdforge.methods.translation.translator import tokenize_small
+
+    return (tokenize_small(pairs, tt.spec)[i] - tt.norm["out_mean"]) / tt.norm["out_std"]
+
+
+def test_large_only_schedule_keeps_the_random_small_block(digits):
+    """epochs_small=0 (enough for the functional objective) stores the small block's init."""
+    c = PairConfig("digits", SPEC, Schedule(train_subset=64, epochs_large=1, epochs_small=0, batch_size=32))
+    out = train_pairs([3], c, digits.train.tensors, digits.test.tensors)
+    init = N.init_params(SPEC, "small", _after_init(3))
+    assert all(torch.equal(out[k][0], init[k]) for k in init)
+
+
+def _after_init(seed: int) -> torch.Generator:
+    g = torch.Generator().manual_seed(seed)
+    N.init_params(SPEC, "shared", g), N.init_params(SPEC, "large", g)
+    return g
+
+
+def _write_idx(path, arr: np.ndarray) -> None:
+    code = {np.dtype(np.uint8): 0x08}[arr.dtype]
+    dims = b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+    path.write_bytes(bytes([0, 0, code, arr.ndim]) + dims + arr.tobytes())
+
+
+def test_cli_end_to_end_on_any_idx_directory(tmp_path):
+    """make-pairs -> train -> eval through the CLI on a tiny MNIST-format directory (8x8, 3 classes)."""
+    from typer.testing import CliRunner
+
+    from kdforge.methods.translation.cli import app
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 240), ("t10k", 60)):
+        y = rng.integers(0, 3, n).astype(np.uint8)
+        x = rng.integers(0, 60, (n, 8, 8)).astype(np.uint8)
+        for i, c in enumerate(y):  # class c = a bright band in rows 2c..2c+2
+            x[i, 2 * c : 2 * c + 3] += 180
+        _write_idx(tmp_path / f"{split}-images-idx3-ubyte", x)
+        _write_idx(tmp_path / f"{split}-labels-idx1-ubyte", y)
+    run = CliRunner().invoke
+    pairs, ckpt = tmp_path / "pairs", tmp_path / "t.safetensors"
+    r = run(
+        app,
+        [
+            "make-pairs",
+            "--out",
+            str(pairs),
+            "--data-dir",
+            str(tmp_path),
+            "--shards",
+            "0:3",
+            "--shard-size",
+            "2",
+        ]
+        + ["--subset", "0", "--epochs-large", "4", "--epochs-small", "4", "--lr", "0.1"],
+    )
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((pairs / "manifest.json").read_text())
+    assert manifest["dataset"] == f"idx:{tmp_path}" and manifest["spec"]["num_classes"] == 3
+    assert manifest["spec"]["image_size"] == 8
+    r = run(app, ["train", "--pairs", str(pairs), "--out", str(ckpt), "--epochs", "2", "--dim", "8"])
+    assert r.exit_code == 0, r.output
+    r = run(app, ["eval", "--pairs", str(pairs), "--translator", str(ckpt)])  # IDX dir from the manifest
+    assert r.exit_code == 0, r.output
+    scores = json.loads(r.output.strip().splitlines()[-1])
+    assert set(scores) == {"translated", "random_init", "trained", "large"}
+    assert scores["large"] > 0.5  # 3 classes: chance is 1/3

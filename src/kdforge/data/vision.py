@@ -57,9 +57,11 @@ def _to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
 
 
-def _from_idx(directory: str, name: str, val_size: int, seed: int, subset: int | None) -> Splits:
+def _from_idx(directory: str, name: str, val_size: int | None, seed: int, subset: int | None) -> Splits:
     raw = load_idx_dir(directory)
     xtr, ytr = _to_tensor(raw["train"][0]), torch.from_numpy(raw["train"][1])
+    if val_size is None:  # 5,000 as for Fashion-MNIST, at most a tenth of a small directory
+        val_size = max(1, min(5000, len(xtr) // 10))
     xte, yte = _to_tensor(raw["test"][0]), torch.from_numpy(raw["test"][1])
     train, val = split_train_val(xtr, ytr, val_size, seed, subset)
     num_classes = int(max(ytr.max(), yte.max())) + 1
@@ -87,9 +89,12 @@ def fashion_mnist(
 
 @register_dataset("idx")
 def idx_dir(
-    data_dir: str | None = None, val_size: int = 5000, seed: int = 0, subset: int | None = None
+    data_dir: str | None = None, val_size: int | None = None, seed: int = 0, subset: int | None = None
 ) -> Splits:
-    """Any MNIST-format directory (MNIST, KMNIST, EMNIST, ...) given by ``data_dir``."""
+    """Any MNIST-format directory (MNIST, KMNIST, EMNIST, ...) given by ``data_dir``.
+
+    ``val_size`` defaults to 5,000 images, or a tenth of the train split if that is smaller.
+    """
     if data_dir is None:
         raise KdforgeError("dataset 'idx' needs a directory", "pass data.data_dir=DIR (or --data-dir)")
     return _from_idx(data_dir, f"idx:{data_dir}", val_size, seed, subset)

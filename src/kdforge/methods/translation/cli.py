@@ -28,6 +28,14 @@ def _data(dataset: str, data_dir: str | None):
     return load_dataset(dataset, **({"data_dir": data_dir} if data_dir else {}))
 
 
+def _manifest_data(manifest: dict, data_dir: str | None):
+    """The data set a pair set was made on (an IDX directory is remembered in the manifest)."""
+    name = manifest["dataset"]
+    if name.startswith("idx:"):
+        return _data("idx", data_dir or name[4:])
+    return _data(name, data_dir)
+
+
 def _fail(e: KdforgeError) -> None:
     typer.echo(f"error: {e.cause}\n  fix: {e.fix}", err=True)
     raise typer.Exit(2)
@@ -42,21 +50,25 @@ def make_pairs_cmd(
     shard_size: int = typer.Option(8, help="Pairs per shard (trained together, vmapped)."),
     channels: int = typer.Option(6, help="Middle-block width C."),
     bottleneck: int = typer.Option(3, help="Small block hidden width."),
+    small_skip: bool = typer.Option(True, help="Identity skip in the small block (reference: yes)."),
     subset: int = typer.Option(4096, help="Train images per pair (0 = the whole train split)."),
     epochs_large: int = typer.Option(2),
     epochs_small: int = typer.Option(2),
     lr: float = typer.Option(0.05),
     seed: int = typer.Option(0),
+    eval_images: int = typer.Option(2000, help="Score stored pairs on the first N test images (0 = all)."),
+    engine: str = typer.Option("grouped", help="grouped (fastest on CPU) or vmap; same results."),
 ) -> None:
     """Train pairs (large net, small block in its place) into sharded safetensors files."""
     try:
-        splits = _data(dataset, data_dir)
+        splits = _data("idx" if data_dir else dataset, data_dir)
         start, stop = (int(v) for v in shards.split(":"))
         spec = N.BlockSpec(
             in_channels=splits.input_shape[0],
             image_size=splits.input_shape[1],
             channels=channels,
             bottleneck=bottleneck,
+            small_skip=small_skip,
             num_classes=splits.num_classes,
         )
         cfg = PairConfig(
@@ -65,8 +77,9 @@ def make_pairs_cmd(
             Schedule(subset, epochs_large, epochs_small, 128, lr),
             seed,
             shard_size,
+            eval_images,
         )
-        info = make_pairs(out, cfg, range(start, stop), splits)
+        info = make_pairs(out, cfg, range(start, stop), splits, engine=engine)
     except KdforgeError as e:
         _fail(e)
     typer.echo(json.dumps(info))
@@ -76,7 +89,7 @@ def make_pairs_cmd(
 def train_cmd(
     pairs: Path = typer.Option(..., help="Pair-set directory from make-pairs."),
     out: Path = typer.Option(..., help="Translator checkpoint (.safetensors)."),
-    data_dir: str = typer.Option(None, help="IDX directory, for pair sets made with --data-dir."),
+    data_dir: str = typer.Option(None, help="IDX directory (default: the one the pair set was made from)."),
     kind: str = typer.Option("mixer", help="mixer, attention or mlp."),
     objective: str = typer.Option("functional", help="mse, functional, or both."),
     epochs: int = typer.Option(100),
@@ -94,7 +107,7 @@ def train_cmd(
     try:
         p, manifest = load_pairs(pairs)
         spec = N.BlockSpec(**manifest["spec"])
-        splits = _data("idx" if manifest["dataset"].startswith("idx:") else manifest["dataset"], data_dir)
+        splits = _manifest_data(manifest, data_dir)
         tr, va, _ = split_networks(p)
         w = {"mse": (1.0, 0.0), "functional": (0.0, 1.0), "both": (1.0, 1.0)}
         if objective not in w:
@@ -128,7 +141,7 @@ def train_cmd(
 def eval_cmd(
     pairs: Path = typer.Option(..., help="Pair-set directory (its test networks are scored)."),
     translator: Path = typer.Option(..., help="Checkpoint from `train`."),
-    data_dir: str = typer.Option(None, help="IDX directory, for pair sets made with --data-dir."),
+    data_dir: str = typer.Option(None, help="IDX directory (default: the one the pair set was made from)."),
 ) -> None:
     """Score translated / random-init / trained small blocks on the held-out test networks."""
     from kdforge.methods.translation.evaluate import evaluate, split_networks
@@ -138,7 +151,7 @@ def eval_cmd(
         p, manifest = load_pairs(pairs)
         spec = N.BlockSpec(**manifest["spec"])
         tt = TrainedTranslator.load(translator, spec)
-        splits = _data("idx" if manifest["dataset"].startswith("idx:") else manifest["dataset"], data_dir)
+        splits = _manifest_data(manifest, data_dir)
         _, _, te = split_networks(p)
         r = evaluate(tt, te, splits.test.tensors["x"], splits.test.tensors["y"])
     except KdforgeError as e:

@@ -6,8 +6,8 @@ import torch
 from torch import Tensor
 
 from kdforge.errors import KdforgeError
+from kdforge.methods.translation import grouped as G
 from kdforge.methods.translation import networks as N
-from kdforge.methods.translation.pairs import accuracy_many
 from kdforge.methods.translation.train import TrainedTranslator
 
 
@@ -38,10 +38,16 @@ def shared_and_stats(pairs: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[
     return p, s
 
 
-def small_accuracy(pairs: dict[str, Tensor], small: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
-    """Accuracy of each network's begin/last around the given small blocks (eval-mode BN): [P]."""
+def small_accuracy(
+    pairs: dict[str, Tensor], small: dict[str, Tensor], x: Tensor, y: Tensor, skip: bool = True
+) -> Tensor:
+    """Accuracy of each network's begin/last around the given small blocks (eval-mode BN): [P].
+
+    Args:
+        skip: The small block's identity skip (``BlockSpec.small_skip``).
+    """
     p, s = shared_and_stats(pairs)
-    return accuracy_many({**p, **small}, s, x, y, "small")
+    return G.accuracy({**p, **small}, s, x, y, "small", skip)
 
 
 def random_small(spec: N.BlockSpec, n: int, seed: int) -> dict[str, Tensor]:
@@ -57,9 +63,9 @@ def evaluate(
     """Per test network: translated / random-init / trained small-block accuracy, and the large net's."""
     small = tt.translate(test_pairs)
     return {
-        "translated": small_accuracy(test_pairs, small, x, y).tolist(),
+        "translated": small_accuracy(test_pairs, small, x, y, tt.spec.small_skip).tolist(),
         "random_init": small_accuracy(
-            test_pairs, random_small(tt.spec, len(test_pairs["seed"]), seed), x, y
+            test_pairs, random_small(tt.spec, len(test_pairs["seed"]), seed), x, y, tt.spec.small_skip
         ).tolist(),
         "trained": test_pairs["acc_small"].tolist(),
         "large": test_pairs["acc_large"].tolist(),

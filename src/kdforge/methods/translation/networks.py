@@ -35,6 +35,9 @@ class BlockSpec:
         last_channels: Width of the last block's 1x1 conv.
         num_classes: Number of classes.
         kernel: Kernel size of the middle-block convs.
+        small_skip: Whether the small block has the identity skip of the reference. Without it a
+            random-init small block scrambles the features the frozen last block expects, so
+            random init is a weak baseline and translation has room to show.
     """
 
     in_channels: int = 1
@@ -44,6 +47,7 @@ class BlockSpec:
     last_channels: int = 12
     num_classes: int = 10
     kernel: int = 3
+    small_skip: bool = True
 
     @property
     def feat_size(self) -> int:
@@ -156,11 +160,11 @@ def large_forward(p: Params, s: Params, h: Tensor, train: bool, new: Params) -> 
     return F.relu(z + h)
 
 
-def small_forward(p: Params, h: Tensor) -> Tensor:
-    """Small block: BN-free bottleneck (conv C->b, ReLU, conv b->C, + identity, ReLU)."""
+def small_forward(p: Params, h: Tensor, skip: bool = True) -> Tensor:
+    """Small block: BN-free bottleneck (conv C->b, ReLU, conv b->C, [+ identity], ReLU)."""
     pad = p["small.conv1"].shape[-1] // 2
-    z = F.relu(F.conv2d(h, p["small.conv1"], padding=pad))
-    return F.relu(F.conv2d(z, p["small.conv2"], padding=pad) + h)
+    z = F.conv2d(F.relu(F.conv2d(h, p["small.conv1"], padding=pad)), p["small.conv2"], padding=pad)
+    return F.relu(z + h if skip else z)
 
 
 def last_forward(p: Params, s: Params, h: Tensor, train: bool, new: Params) -> Tensor:
@@ -169,7 +173,9 @@ def last_forward(p: Params, s: Params, h: Tensor, train: bool, new: Params) -> T
     return F.linear(z.flatten(1), p["last.fc.w"], p["last.fc.b"])
 
 
-def forward(p: Params, s: Params, x: Tensor, middle: str, train: bool) -> tuple[Tensor, Params]:
+def forward(
+    p: Params, s: Params, x: Tensor, middle: str, train: bool, skip: bool = True
+) -> tuple[Tensor, Params]:
     """Whole network. Returns (logits, updated running stats; equal to ``s`` when not training).
 
     Args:
@@ -178,10 +184,11 @@ def forward(p: Params, s: Params, x: Tensor, middle: str, train: bool) -> tuple[
         x: Images [N, C, H, W].
         middle: ``"large"`` or ``"small"``.
         train: Use batch statistics and update running stats.
+        skip: Identity skip in the small block (``BlockSpec.small_skip``).
     """
     new: Params = dict(s)
     h = begin_forward(p, s, x, train, new)
-    h = large_forward(p, s, h, train, new) if middle == "large" else small_forward(p, h)
+    h = large_forward(p, s, h, train, new) if middle == "large" else small_forward(p, h, skip)
     return last_forward(p, s, h, train, new), new
 
 

@@ -32,6 +32,7 @@ from torch.func import grad, vmap
 from tqdm import tqdm
 
 from kdforge.errors import KdforgeError
+from kdforge.methods.translation import grouped as G
 from kdforge.methods.translation import networks as N
 
 MANIFEST = "manifest.json"
@@ -42,6 +43,8 @@ class Schedule:
     """Training schedule of one pair (both phases use SGD with momentum).
 
     The reference is 10 epochs over the full train split, lr 0.01, momentum 0.9, batch 128.
+    ``epochs_small=0`` skips the small-block phase (the stored small block is its random init):
+    enough for the functional objective, which needs only trained large networks.
     """
 
     train_subset: int = 10000
@@ -59,13 +62,18 @@ class Schedule:
 
 @dataclass
 class PairConfig:
-    """What a pair set is: data set, shapes, schedule, seed and shard size."""
+    """What a pair set is: data set, shapes, schedule, seed and shard size.
+
+    ``eval_images``: the stored accuracies are on the first this-many test images (0 = all); on a
+    2-core CPU, scoring the whole 10k test split costs about as much as training a pair.
+    """
 
     dataset: str = "fashion_mnist"
     spec: N.BlockSpec = field(default_factory=N.BlockSpec)
     schedule: Schedule = field(default_factory=Schedule)
     seed: int = 0
     shard_size: int = 16
+    eval_images: int = 2000
 
     def to_dict(self) -> dict:
         """JSON form (as written to the manifest)."""
@@ -75,6 +83,7 @@ class PairConfig:
             "schedule": asdict(self.schedule),
             "seed": self.seed,
             "shard_size": self.shard_size,
+            "eval_images": self.eval_images,
         }
 
 
@@ -108,6 +117,8 @@ def _sgd_train(params, stats, xs, ys, orders, sched: Schedule, loss_fn, k: int):
 
 def _orders(n: int, epochs: int, seeds: list[int], phase: int) -> Tensor:
     """Per-network shuffles, a pure function of (network seed, phase, epoch): [epochs, k, n]."""
+    if epochs == 0:
+        return torch.zeros(0, len(seeds), n, dtype=torch.long)
     out = []
     for e in range(epochs):
         row = [
@@ -124,10 +135,16 @@ def _stack(ds: list[dict[str, Tensor]]) -> dict[str, Tensor]:
 
 @torch.no_grad()
 def accuracy_many(
-    p: dict[str, Tensor], s: dict[str, Tensor], x: Tensor, y: Tensor, middle: str, chunk: int = 2000
+    p: dict[str, Tensor],
+    s: dict[str, Tensor],
+    x: Tensor,
+    y: Tensor,
+    middle: str,
+    chunk: int = 2000,
+    skip: bool = True,
 ) -> Tensor:
     """Eval-mode accuracy of each of ``k`` stacked networks on (x, y): [k]."""
-    f = vmap(lambda pp, ss, xx: N.forward(pp, ss, xx, middle, False)[0], in_dims=(0, 0, None))
+    f = vmap(lambda pp, ss, xx: N.forward(pp, ss, xx, middle, False, skip)[0], in_dims=(0, 0, None))
     correct = 0
     for i in range(0, len(x), chunk):
         correct = correct + (f(p, s, x[i : i + chunk]).argmax(-1) == y[i : i + chunk]).sum(-1)
@@ -135,14 +152,22 @@ def accuracy_many(
 
 
 def train_pairs(
-    seeds: list[int], cfg: PairConfig, train: dict[str, Tensor], test: dict[str, Tensor]
+    seeds: list[int],
+    cfg: PairConfig,
+    train: dict[str, Tensor],
+    test: dict[str, Tensor],
+    engine: str = "grouped",
 ) -> dict[str, Tensor]:
     """Train ``len(seeds)`` pairs at once. Returns the stacked pair tensors (see module doc).
 
     Network ``i`` is initialised from ``seeds[i]`` alone, so results do not depend on how the
-    seeds are grouped (the parity test checks vmapped == one-at-a-time).
+    seeds are grouped (the parity test checks batched == one-at-a-time).
+
+    Args:
+        engine: ``"grouped"`` (all networks as one grouped-conv network; fastest on CPU, see
+            :mod:`.grouped`) or ``"vmap"`` (``torch.func.vmap`` over a functional forward).
     """
-    spec, sched, k = cfg.spec, cfg.schedule, len(seeds)
+    spec, sched = cfg.spec, cfg.schedule
     x, y = train["x"], train["y"]
     if sched.train_subset:
         x, y = x[: sched.train_subset], y[: sched.train_subset]
@@ -151,30 +176,43 @@ def train_pairs(
     large = _stack([N.init_params(spec, "large", g) for g in gens])
     small0 = _stack([N.init_params(spec, "small", g) for g in gens])
     stats = _stack([N.init_stats(spec, "large") for _ in seeds])
+    orders_large = _orders(len(x), sched.epochs_large, seeds, 1)
+    orders_small = _orders(len(x), sched.epochs_small, seeds, 2)
+    if engine == "grouped":
+        p, stats, small = G.train_pairs_grouped(
+            {**shared, **large, **small0}, stats, x, y, orders_large, orders_small, sched, spec
+        )
+        acc_large = G.accuracy(p, stats, test["x"], test["y"], "large")
+        acc_small = G.accuracy({**p, **small}, stats, test["x"], test["y"], "small", spec.small_skip)
+    elif engine == "vmap":
+        p, stats, small = _vmap_pairs(shared, large, small0, stats, x, y, orders_large, orders_small, cfg)
+        acc_large = accuracy_many(p, stats, test["x"], test["y"], "large")
+        acc_small = accuracy_many({**p, **small}, stats, test["x"], test["y"], "small", skip=spec.small_skip)
+    else:
+        raise KdforgeError(f"unknown pair engine '{engine}'", "use 'grouped' or 'vmap'")
+    out = {**p, **small, **{f"stats.{n}": v for n, v in stats.items()}}
+    out.update(acc_large=acc_large, acc_small=acc_small, seed=torch.tensor(seeds))
+    return {n: v.detach().contiguous() for n, v in out.items()}
+
+
+def _vmap_pairs(shared, large, small0, stats, x, y, orders_large, orders_small, cfg: PairConfig):
+    """The vmap engine: ``vmap(grad(loss))`` per step; returns (params, stats, small params)."""
+    spec, sched, k = cfg.spec, cfg.schedule, orders_large.shape[1]
 
     def large_loss(p, s, xb, yb):
         logits, new = N.forward(p, s, xb, "large", True)
         return F.cross_entropy(logits, yb), new
 
-    p, stats = _sgd_train(
-        {**shared, **large}, stats, x, y, _orders(len(x), sched.epochs_large, seeds, 1), sched, large_loss, k
-    )
+    p, stats = _sgd_train({**shared, **large}, stats, x, y, orders_large, sched, large_loss, k)
     with torch.no_grad():  # phase 2 inputs: frozen begin activations (cached once), folded last block
         feats = vmap(lambda pp, ss: N.begin_forward(pp, ss, x, False, {}), in_dims=(0, 0))(p, stats)
         folded = vmap(N.fold_last)(p, stats)
 
     def small_loss(q, fl, hb, yb):
-        return F.cross_entropy(N.folded_last_forward(fl, N.small_forward(q, hb)), yb), fl
+        return F.cross_entropy(N.folded_last_forward(fl, N.small_forward(q, hb, spec.small_skip)), yb), fl
 
-    small, _ = _sgd_train(
-        dict(small0), folded, feats, y, _orders(len(x), sched.epochs_small, seeds, 2), sched, small_loss, k
-    )
-    del feats
-    acc_large = accuracy_many(p, stats, test["x"], test["y"], "large")
-    acc_small = accuracy_many({**p, **small}, stats, test["x"], test["y"], "small")
-    out = {**p, **small, **{f"stats.{n}": v for n, v in stats.items()}}
-    out.update(acc_large=acc_large, acc_small=acc_small, seed=torch.tensor(seeds))
-    return {n: v.detach().contiguous() for n, v in out.items()}
+    small, _ = _sgd_train(dict(small0), folded, feats, y, orders_small, sched, small_loss, k)
+    return p, stats, small
 
 
 def reference_pair(
@@ -211,7 +249,7 @@ def reference_pair(
             )
             for b in range(0, len(x) - sched.batch_size + 1, sched.batch_size):
                 idx = order[b : b + sched.batch_size]
-                logits, new = N.forward({**p, **small}, s, x[idx], middle, middle == "large")
+                logits, new = N.forward({**p, **small}, s, x[idx], middle, middle == "large", spec.small_skip)
                 loss = F.cross_entropy(logits, y[idx])
                 opt.zero_grad()
                 loss.backward()
@@ -231,7 +269,7 @@ def reference_pair(
     run(small, "small", sched.epochs_small, 2)
     one = lambda d: {k: v.detach()[None] for k, v in d.items()}  # noqa: E731
     acc_l = accuracy_many(one(p), one(s), test["x"], test["y"], "large")
-    acc_s = accuracy_many(one({**p, **small}), one(s), test["x"], test["y"], "small")
+    acc_s = accuracy_many(one({**p, **small}), one(s), test["x"], test["y"], "small", skip=spec.small_skip)
     return {
         "acc_large": float(acc_l[0]),
         "acc_small": float(acc_s[0]),
@@ -262,11 +300,19 @@ def shard_path(out: Path, i: int) -> Path:
     return Path(out) / f"shard_{i:05d}.safetensors"
 
 
-def make_pairs(out: str | Path, cfg: PairConfig, shards: range, splits=None, progress: bool = True) -> dict:
+def make_pairs(
+    out: str | Path,
+    cfg: PairConfig,
+    shards: range,
+    splits=None,
+    progress: bool = True,
+    engine: str = "grouped",
+) -> dict:
     """Generate shards ``shards`` into ``out`` (skipping finished ones). Returns timing info.
 
     Shard ``i`` holds pairs with seeds ``cfg.seed*10**6 + i*shard_size + j``; distinct processes may
-    take distinct ranges. Accuracies are measured on the data set's test split.
+    take distinct ranges. Accuracies are measured on the data set's test split. ``engine`` (see
+    :func:`train_pairs`) changes speed only, not results, so it is not part of the manifest.
     """
     from kdforge.data import load_dataset
 
@@ -278,10 +324,12 @@ def make_pairs(out: str | Path, cfg: PairConfig, shards: range, splits=None, pro
         return {"made": 0, "seconds": 0.0}
     splits = splits or load_dataset(cfg.dataset)
     train, test = splits.train.tensors, splits.test.tensors
+    if cfg.eval_images:
+        test = {k: v[: cfg.eval_images] for k, v in test.items()}
     t0, made = time.perf_counter(), 0
     for i in tqdm(todo, desc="pair shards", disable=not progress):
         seeds = [cfg.seed * 10**6 + i * cfg.shard_size + j for j in range(cfg.shard_size)]
-        tensors = train_pairs(seeds, cfg, train, test)
+        tensors = train_pairs(seeds, cfg, train, test, engine)
         tmp = shard_path(out, i).with_suffix(f".tmp{os.getpid()}")
         save_file(tensors, str(tmp), metadata={"shard": str(i)})
         os.replace(tmp, shard_path(out, i))

@@ -24,6 +24,7 @@ from torch.func import vmap
 from tqdm import tqdm
 
 from kdforge.errors import KdforgeError
+from kdforge.methods.translation import grouped as G
 from kdforge.methods.translation import networks as N
 from kdforge.methods.translation.augment import Augment
 from kdforge.methods.translation.translator import (
@@ -46,6 +47,10 @@ class TrainConfig:
         epochs, batch_size, lr: Adam with a cosine schedule.
         bank: Training images per pair for the functional objective; ``img_batch`` used per step.
         eval_every: Epochs between validation-network evaluations (checkpoint selection).
+        template: Translate to a *correction* of a fixed template: the small block of the training
+            pair that scores best. Without it a fresh translator writes near-average weights; for
+            a skip-less small block these are dead (ReLU outputs all zero), so the functional
+            objective gets no gradient and never leaves chance accuracy.
     """
 
     kind: str = "mixer"
@@ -62,6 +67,7 @@ class TrainConfig:
     img_batch: int = 128
     eval_every: int = 10
     seed: int = 0
+    template: bool = False
     augment: Augment = field(default_factory=Augment)
 
 
@@ -71,10 +77,15 @@ class TrainedTranslator:
     def __init__(self, net: Translator, norm: dict[str, Tensor], cfg: TrainConfig) -> None:
         self.net, self.norm, self.cfg, self.spec = net, norm, cfg, net.spec
 
+    def predict(self, x: Tensor) -> Tensor:
+        """Normalised large-block tokens -> normalised small-block tokens (+ the template, if any)."""
+        y = self.net(x)
+        return y + self.norm["base"] if "base" in self.norm else y
+
     def translate_tokens(self, pairs: dict[str, Tensor]) -> dict[str, Tensor]:
         """Differentiable translation of stacked large blocks into small-block params."""
         x = (tokenize_large(pairs, self.spec) - self.norm["in_mean"]) / self.norm["in_std"]
-        y = self.net(x) * self.norm["out_std"] + self.norm["out_mean"]
+        y = self.predict(x) * self.norm["out_std"] + self.norm["out_mean"]
         return detokenize_small(y, self.spec)
 
     @torch.no_grad()
@@ -129,28 +140,40 @@ def norm_stats(pairs: dict[str, Tensor], spec: N.BlockSpec) -> dict[str, Tensor]
 
 
 @torch.no_grad()
-def feature_bank(pairs: dict[str, Tensor], images: Tensor, chunk: int = 16) -> tuple[Tensor, Tensor, Tensor]:
-    """Frozen begin activations and large-net logits of each pair on ``images``.
+def feature_bank(
+    pairs: dict[str, Tensor], images: Tensor, chunk: int = 16, img_chunk: int = 256
+) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+    """Frozen begin activations and large-net logits of each pair on ``images`` (grouped engine).
 
     Returns (feats [P, M, C, h, w], large logits [P, M, classes], folded last-block params stacked).
     """
     stats = {k[6:]: v for k, v in pairs.items() if k.startswith("stats.")}
-    p = {k: v for k, v in pairs.items() if not k.startswith(("stats.", "acc_", "seed", "small."))}
+    p = {k: v for k, v in pairs.items() if k.startswith(("begin.", "large.", "last."))}
     feats, logits = [], []
-    beg = vmap(lambda pp, ss: N.begin_forward(pp, ss, images, False, {}))
-    full = vmap(lambda pp, ss: N.forward(pp, ss, images, "large", False)[0])
-    n = len(pairs["seed"])
-    for i in range(0, n, chunk):
-        sl = {k: v[i : i + chunk] for k, v in p.items()}
+    for i in range(0, len(pairs["seed"]), chunk):
+        pp = {k: v[i : i + chunk] for k, v in p.items()}
         ss = {k: v[i : i + chunk] for k, v in stats.items()}
-        feats.append(beg(sl, ss))
-        logits.append(full(sl, ss))
+        k = len(pp["begin.conv"])
+        f_parts, l_parts = [], []
+        for j in range(0, len(images), img_chunk):
+            xb = images[j : j + img_chunk].repeat(1, k, 1, 1)
+            h = G.begin(pp, ss, xb, False)  # [b, k*C, h, w]
+            l_parts.append(G.last(pp, ss, G.large(pp, ss, h, False), False))  # [k, b, classes]
+            f_parts.append(h.reshape(len(xb), k, -1, *h.shape[2:]).transpose(0, 1))
+        feats.append(torch.cat(f_parts, 1).contiguous())
+        logits.append(torch.cat(l_parts, 1))
     return torch.cat(feats), torch.cat(logits), vmap(N.fold_last)(p, stats)
 
 
-def small_logits(small: dict[str, Tensor], folded: dict[str, Tensor], feats: Tensor) -> Tensor:
-    """Logits of many small networks on their own cached begin activations (vmapped)."""
-    return vmap(lambda q, fl, h: N.folded_last_forward(fl, N.small_forward(q, h)))(small, folded, feats)
+def small_logits(
+    small: dict[str, Tensor], folded: dict[str, Tensor], feats: Tensor, skip: bool = True
+) -> Tensor:
+    """Logits [P, M, classes] of P small networks on their own cached begin activations [P, M, ...].
+
+    All P networks run as one grouped-conv network (see :mod:`.grouped`).
+    """
+    h = feats.transpose(0, 1).flatten(1, 2)  # [M, P*C, h, w]: network j in channel slice j
+    return G.folded_last(folded, G.small(small, h, skip))
 
 
 def _take(d: dict[str, Tensor], idx: Tensor) -> dict[str, Tensor]:
@@ -158,13 +181,15 @@ def _take(d: dict[str, Tensor], idx: Tensor) -> dict[str, Tensor]:
 
 
 @torch.no_grad()
-def bank_accuracy(small, folded, feats, y, chunk: int = 32) -> Tensor:
+def bank_accuracy(
+    small: dict[str, Tensor], folded: dict[str, Tensor], feats: Tensor, y: Tensor, skip: bool, chunk: int = 32
+) -> Tensor:
     """Accuracy of each small network on its cached features: [P]."""
     out = []
     for i in range(0, len(feats), chunk):
         sl = slice(i, i + chunk)
         lo = small_logits(
-            {k: v[sl] for k, v in small.items()}, {k: v[sl] for k, v in folded.items()}, feats[sl]
+            {k: v[sl] for k, v in small.items()}, {k: v[sl] for k, v in folded.items()}, feats[sl], skip
         )
         out.append((lo.argmax(-1) == y).float().mean(-1))
     return torch.cat(out)
@@ -178,11 +203,17 @@ def train_translator(
     train_images: tuple[Tensor, Tensor],
     val_images: tuple[Tensor, Tensor],
     progress: bool = True,
+    bank_cache: dict | None = None,
 ) -> tuple[TrainedTranslator, dict]:
     """Train a translator; keep the checkpoint with the best mean accuracy on the validation networks.
 
+    Args:
+        bank_cache: Optional dict reused across calls with the same pairs and images (e.g. several
+            translator seeds): the frozen feature banks are computed once and stored in it.
+
     Returns (best translator, history with per-epoch loss and validation accuracy).
     """
+    cache = {} if bank_cache is None else bank_cache
     if len(train_pairs.get("seed", [])) == 0:
         raise KdforgeError("no training pairs (empty pair set)", "generate pairs with `make-pairs` first")
     torch.manual_seed(cfg.seed)
@@ -191,10 +222,16 @@ def train_translator(
     tt = TrainedTranslator(net, norm_stats(train_pairs, spec), cfg)
     x_all = (tokenize_large(train_pairs, spec) - tt.norm["in_mean"]) / tt.norm["in_std"]
     y_all = (tokenize_small(train_pairs, spec) - tt.norm["out_mean"]) / tt.norm["out_std"]
+    if cfg.template:
+        tt.norm["base"] = y_all[int(train_pairs["acc_small"].argmax())].clone()
     if cfg.func_weight > 0:
         xi, yi = train_images[0][: cfg.bank], train_images[1][: cfg.bank]
-        feats, large_lo, folded = feature_bank(train_pairs, xi)
-    v_feats, _, v_folded = feature_bank(val_pairs, val_images[0])
+        if ("train", cfg.bank) not in cache:
+            cache["train", cfg.bank] = feature_bank(train_pairs, xi)
+        feats, large_lo, folded = cache["train", cfg.bank]
+    if "val" not in cache:
+        cache["val"] = feature_bank(val_pairs, val_images[0])
+    v_feats, _, v_folded = cache["val"]
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     n = len(x_all)
     steps = cfg.epochs * math.ceil(n / cfg.batch_size)
@@ -209,12 +246,12 @@ def train_translator(
         for b in range(0, n, cfg.batch_size):
             idx = perm[b : b + cfg.batch_size]
             xb, yb = cfg.augment(x_all[idx], y_all[idx], gen)
-            pred = net(xb)
+            pred = tt.predict(xb)
             loss = cfg.mse_weight * F.mse_loss(pred, yb) if cfg.mse_weight else torch.zeros(())
             if cfg.func_weight > 0:
                 small = detokenize_small(pred * tt.norm["out_std"] + tt.norm["out_mean"], spec)
                 m = torch.randint(0, len(xi), (cfg.img_batch,), generator=gen)
-                lo = small_logits(small, _take(folded, idx), feats[idx][:, m])
+                lo = small_logits(small, _take(folded, idx), feats[idx][:, m], spec.small_skip)
                 ce = F.cross_entropy(lo.flatten(0, 1), yi[m].repeat(len(idx)))
                 kl = F.kl_div(
                     F.log_softmax(lo, -1),
@@ -229,7 +266,8 @@ def train_translator(
             sched.step()
             tot += float(loss.detach()) * len(idx)
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-            acc = float(bank_accuracy(tt.translate(val_pairs), v_folded, v_feats, val_images[1]).mean())
+            small_va = tt.translate(val_pairs)
+            acc = float(bank_accuracy(small_va, v_folded, v_feats, val_images[1], spec.small_skip).mean())
             hist["epoch"].append(epoch + 1)
             hist["loss"].append(tot / n)
             hist["val_acc"].append(acc)

@@ -169,7 +169,7 @@ def markdown(res: dict) -> str:
         line += f"; {d['delta_vs_teacher']:+.2f} vs the teacher"
         lines.append(line)
     acc = {(r["base"], r["variant"]): 100 * statistics.mean(r["test_acc"]) for r in res["rows"]}
-    both = sorted(b for b, _ in acc if (b, "opdf") in acc and (b, "opdf_noalign") in acc)
+    both = sorted({b for b, _ in acc if (b, "opdf") in acc and (b, "opdf_noalign") in acc})
     if both:
         lines += ["", "Alignment on minus off (same factorization, same seeds):"]
     for base in both:

@@ -85,10 +85,20 @@ class Runner:
         test = load_dataset(base, seed=0).test.tensors
         self.unseen = (shifted_images(test["x"], seed=0), test["y"])
         self.done: dict[str, list[dict]] = {}  # key -> per-seed rows (reused across stages)
+        self.reuse: list[dict] = []  # rows of an earlier results file (see ``reusable``)
 
     def score(self, student: torch.nn.Module) -> dict[str, float]:
         """Unseen-set columns of one exported student (here: the shifted test split)."""
         return {"unseen_acc": accuracy(student, *self.unseen)}
+
+    def reusable(self, recipe: str, overrides: list[str], seed: int) -> dict | None:
+        """A row of ``self.reuse`` trained with exactly this recipe, these overrides and this seed."""
+
+        def same(ov: list[str]) -> list[str]:
+            return sorted(o for o in ov if not o.startswith(("name=", "output_dir=")))
+
+        want = same([*overrides, f"seed={seed}"])
+        return next((x for x in self.reuse if x["recipe"] == recipe and same(x["overrides"]) == want), None)
 
     def run(
         self,
@@ -108,6 +118,10 @@ class Runner:
         done = self.done.setdefault(key, [])
         for seed in seeds if seeds is not None else self.args.seeds:
             if any(x["seed"] == seed for x in done):
+                continue
+            old = self.reusable(recipe, ov, seed)
+            if old is not None:
+                done.append(old)
                 continue
             tag = "".join(f"_{o.split('.')[-1]}" for o in [*self.args.set, *self.args.set_teacher])
             name = f"{self.pair}{tag}_{label}_lam{lam}_d{d}_s{seed}".replace("=", "")

@@ -123,7 +123,10 @@ class Runner:
             if old is not None:
                 done.append(old)
                 continue
-            tag = "".join(f"_{o.split('.')[-1]}" for o in [*self.args.set, *self.args.set_teacher])
+            tag = "".join(
+                f"_{o.split('=')[0].split('.')[-1]}{o.split('=')[-1]}"
+                for o in [*self.args.set, *self.args.set_teacher]
+            )
             name = f"{self.pair}{tag}_{label}_lam{lam}_d{d}_s{seed}".replace("=", "")
             full = [*ov, f"seed={seed}", f"name={name}", f"output_dir={self.args.output_dir}"]
             cfg = load_recipe(CONFIGS / recipe, full)

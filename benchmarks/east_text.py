@@ -141,7 +141,7 @@ def markdown(args: argparse.Namespace, r: dict, probe: list[dict]) -> str:
         100 * statistics.stdev([statistics.mean(x[c] for c in cols) for x in rows])
         for rows in (ec_rows, base_rows)
     )
-    small = max(v["unseen_gain_over"].values()) < noise
+    small = v["generalises_better"] and max(v["unseen_gain_over"].values()) < noise
     gains = ", ".join(f"{k} {g:+.2f}" for k, g in v["test_gain_over"].items())
     ugains = ", ".join(f"{k} {g:+.2f}" for k, g in v["unseen_gain_over"].items())
     md += [

@@ -31,6 +31,7 @@ import torch  # noqa: E402
 
 from kdforge.data import load_dataset  # noqa: E402
 from kdforge.methods.translation import networks as N  # noqa: E402
+from kdforge.methods.translation.align import align_channels  # noqa: E402
 from kdforge.methods.translation.evaluate import random_small, small_accuracy, split_networks  # noqa: E402
 from kdforge.methods.translation.pairs import load_pairs, merge_pair_sets  # noqa: E402
 from kdforge.methods.translation.train import TrainConfig, train_translator  # noqa: E402
@@ -89,6 +90,7 @@ def main() -> None:
     ap.add_argument("--bank", type=int, default=512)
     ap.add_argument("--evals", type=int, default=8)
     ap.add_argument("--test-images", type=int, default=2000)
+    ap.add_argument("--align", action="store_true", help="align channels to the template network first")
     ap.add_argument("--out", default="benchmarks/results/kt_functional_scaling.json")
     a = ap.parse_args()
     torch.set_num_threads(1)
@@ -119,6 +121,12 @@ def main() -> None:
         "n_test": len(te["seed"]),
     }
     n_full = len(tr["seed"])
+    if a.align:  # every network's channels in the template network's order (parameters only)
+        ref = {k: v[best : best + 1] for k, v in tr.items()}
+        tr, va, te = (align_channels(d, ref) for d in (tr, va, te))
+        t_al = {k: v[best : best + 1].expand(len(te["seed"]), *v.shape[1:]) for k, v in tr.items()}
+        t_al = {k: v for k, v in t_al.items() if k.startswith("small.")}
+        results["reference"]["template_aligned"] = small_accuracy(te, t_al, x_te, y_te, skip).tolist()
     if a.import_row:
         results["points"][str(n_full)] = {
             **_import(a.import_row, ROW, trained.tolist(), templ.tolist()),
@@ -132,6 +140,8 @@ def main() -> None:
     extra = extra_manifest = None
     if any(a.extra_counts):
         extra, extra_manifest = load_pairs(a.extra, spec)
+        if a.align:
+            extra = align_channels(extra, ref)
     banks: dict = {}
     for n_extra in a.extra_counts:
         if n_extra:
@@ -163,7 +173,8 @@ def main() -> None:
             per_seed.append(small_accuracy(te, tt.translate(te), x_te, y_te, skip).tolist())
             best_val.append(hist["best_val_acc"])
             print(n_full + n_extra, s, st.mean(per_seed[-1]), f"{time.perf_counter() - t:.0f}s", flush=True)
-        results["points"][str(n_full + n_extra)] = {
+        results["points"][f"{n_full + n_extra}{'+align' if a.align else ''}"] = {
+            "align": a.align,
             "per_seed": per_seed,
             "best_val_acc": best_val,
             "epochs": a.epochs,
@@ -184,7 +195,7 @@ def render(
     ref = results["reference"]
     t_mean = st.mean(ref["trained"])
     r_mean = st.mean(v for s in ref["random"] for v in s)
-    pts = sorted(results["points"].values(), key=lambda p: p["n_train"])
+    pts = sorted(results["points"].values(), key=lambda p: (p.get("align", False), p["n_train"]))
     for p in pts:
         p.update(_stats(p["per_seed"]))
         p.update(ratio_trained=p["mean"] / t_mean, ratio_random=p["mean"] / r_mean)
@@ -208,7 +219,11 @@ def render(
         "| target >= 0.9 trained | train time/seed | source |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    rows = [(p, f"{p['n_train']} ({p['n_full']} + {p['n_large_only']})") for p in pts]
+    al_lab = {True: ", channels aligned", False: ""}
+    rows = [
+        (p, f"{p['n_train']} ({p['n_full']} + {p['n_large_only']}){al_lab[p.get('align', False)]}")
+        for p in pts
+    ]
     if "control" in results:
         c = results["control"]
         c.update(ratio_trained=c["mean"] / t_mean, ratio_random=c["mean"] / r_mean)
@@ -225,6 +240,16 @@ def render(
         f"{t_mean / r_mean:.2f} | - | - | stored pairs |",
         f"| reference: template only | - | {st.mean(ref['template']):.3f} | - | "
         f"{st.mean(ref['template']) / t_mean:.2f} | {st.mean(ref['template']) / r_mean:.2f} | - | - | - |",
+        *(
+            [
+                f"| reference: template only, channels aligned | - | "
+                f"{st.mean(ref['template_aligned']):.3f} | - | "
+                f"{st.mean(ref['template_aligned']) / t_mean:.2f} | "
+                f"{st.mean(ref['template_aligned']) / r_mean:.2f} | - | - | - |"
+            ]
+            if "template_aligned" in ref
+            else []
+        ),
         f"| reference: random init | - | {r_mean:.3f} | - | {r_mean / t_mean:.2f} | 1.00 | - | - | - |",
         "",
         "Imported points: "
@@ -232,15 +257,18 @@ def render(
         + ".",
     ]
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    xs = [p["n_train"] for p in pts]
-    ax.errorbar(
-        xs,
-        [p["mean"] for p in pts],
-        yerr=[p["seed_std"] for p in pts],
-        marker="o",
-        capsize=3,
-        label=f"functional, {a.epochs} epochs (± seed std)",
-    )
+    plain, al = [p for p in pts if not p.get("align")], [p for p in pts if p.get("align")]
+    xs = sorted({p["n_train"] for p in pts})
+    for series, mark, lab in [(plain, "o", ""), (al, "^", ", channels aligned")]:
+        if series:
+            ax.errorbar(
+                [p["n_train"] for p in series],
+                [p["mean"] for p in series],
+                yerr=[p["seed_std"] for p in series],
+                marker=mark,
+                capsize=3,
+                label=f"functional{lab}, {a.epochs} epochs (± seed std)",
+            )
     if "control" in results:
         c = results["control"]
         ax.errorbar(

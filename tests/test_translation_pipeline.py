@@ -237,3 +237,22 @@ def test_full_pairs_and_large_only_networks_mix_for_the_functional_objective(pai
     other = (lo[0], {**lo[1], "spec": {**lo[1]["spec"], "bottleneck": 2}})
     with pytest.raises(KdforgeError, match="pair sets differ in spec"):
         merge_pair_sets((tr, full[1]), other)
+
+
+def test_channel_alignment_keeps_every_network_function(pair_dir, digits):
+    """Aligned networks compute the same (large and small); the reference keeps its own order."""
+    from kdforge.methods.translation import grouped as G
+    from kdforge.methods.translation.align import align_channels, best_permutations, channel_features
+
+    p, _ = load_pairs(pair_dir)
+    ref = {k: v[:1] for k, v in p.items()}
+    assert best_permutations(ref, channel_features(ref)[0]).tolist() == [list(range(SPEC.channels))]
+    shuffled = {k: v.flip(0) for k, v in p.items()}  # the reference is now last: a real search
+    a = align_channels(shuffled, ref)
+    assert torch.equal(a["large.conv1"][-1], p["large.conv1"][0])
+    x, y = digits.test.tensors["x"][:200], digits.test.tensors["y"][:200]
+    for net in (shuffled, a):
+        net["_stats"] = {k[6:]: v for k, v in net.items() if k.startswith("stats.")}
+    for middle in ("large", "small"):
+        before = G.accuracy(shuffled, shuffled["_stats"], x, y, middle)
+        assert torch.equal(G.accuracy(a, a["_stats"], x, y, middle), before)

@@ -114,6 +114,7 @@ def main() -> None:
         small_accuracy(te, random_small(spec, len(te["seed"]), 1000 + s), x_te, y_te, skip) for s in a.seeds
     ]
     results["reference"] = {
+        **results.get("reference", {}),  # keeps template_aligned from an earlier --align run
         "trained": trained.tolist(),
         "template": templ.tolist(),
         "random": [r.tolist() for r in rnd],
@@ -287,7 +288,7 @@ def render(
     ax.set(
         xlabel="training networks (full pairs + large-only)",
         ylabel=f"test acc ({ref['n_test']} networks)",
-        xscale="log",
+        xlim=(min(xs) - 20, max(xs) + 20),
         ylim=(0, 1),
     )
     ax.set_xticks(xs, [str(x) for x in xs])

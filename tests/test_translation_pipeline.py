@@ -17,6 +17,7 @@ from kdforge.methods.translation.pairs import (
     Schedule,
     load_pairs,
     make_pairs,
+    merge_pair_sets,
     shard_path,
     train_pairs,
 )
@@ -207,3 +208,51 @@ def test_cli_end_to_end_on_any_idx_directory(tmp_path):
     scores = json.loads(r.output.strip().splitlines()[-1])
     assert set(scores) == {"translated", "random_init", "trained", "large"}
     assert scores["large"] > 0.5  # 3 classes: chance is 1/3
+
+
+def test_full_pairs_and_large_only_networks_mix_for_the_functional_objective(pair_dir, digits, cfg, tmp_path):
+    """Large-only networks (epochs_small=0) join full pairs for the functional objective; MSE refuses."""
+    lo_cfg = PairConfig(
+        "digits", SPEC, Schedule(**{**cfg.schedule.__dict__, "epochs_small": 0}), seed=1, shard_size=2
+    )
+    make_pairs(tmp_path / "lo", lo_cfg, range(0, 1), digits, progress=False)
+    full, lo = load_pairs(pair_dir), load_pairs(tmp_path / "lo")
+    assert bool(full[0]["has_small"].all()) and not bool(lo[0]["has_small"].any())
+    tr, va, _ = split_networks(full[0], val_frac=0.2, test_frac=0.3)
+    mixed = merge_pair_sets((tr, full[1]), (lo[0], lo[1]))
+    assert mixed["has_small"].tolist() == [True] * len(tr["seed"]) + [False, False]
+    lo[0]["acc_small"][:] = 2.0  # an untrained small block must never become the template
+    mixed = merge_pair_sets((tr, full[1]), (lo[0], lo[1]))
+    x, y = digits.train.tensors["x"], digits.train.tensors["y"]
+    xv, yv = digits.val.tensors["x"], digits.val.tensors["y"]
+    small = dict(dim=8, depth=1, epochs=1, batch_size=4, bank=32, img_batch=8)
+    with pytest.raises(KdforgeError, match="MSE objective needs small-block targets"):
+        train_translator(mixed, va, SPEC, TrainConfig(**small), (x, y), (xv, yv), progress=False)
+    with pytest.raises(KdforgeError, match="no training network has a trained small block"):
+        fc = TrainConfig(**small, mse_weight=0.0, func_weight=1.0, template=True)
+        train_translator(lo[0], va, SPEC, fc, (x, y), (xv, yv), progress=False)
+    fc = TrainConfig(**small, mse_weight=0.0, func_weight=1.0, template=True)
+    tt, _ = train_translator(mixed, va, SPEC, fc, (x, y), (xv, yv), progress=False)
+    assert torch.equal(tt.norm["base"], tokenize_norm(tr, tt, tr["acc_small"].argmax()))
+    other = (lo[0], {**lo[1], "spec": {**lo[1]["spec"], "bottleneck": 2}})
+    with pytest.raises(KdforgeError, match="pair sets differ in spec"):
+        merge_pair_sets((tr, full[1]), other)
+
+
+def test_channel_alignment_keeps_every_network_function(pair_dir, digits):
+    """Aligned networks compute the same (large and small); the reference keeps its own order."""
+    from kdforge.methods.translation import grouped as G
+    from kdforge.methods.translation.align import align_channels, best_permutations, channel_features
+
+    p, _ = load_pairs(pair_dir)
+    ref = {k: v[:1] for k, v in p.items()}
+    assert best_permutations(ref, channel_features(ref)[0]).tolist() == [list(range(SPEC.channels))]
+    shuffled = {k: v.flip(0) for k, v in p.items()}  # the reference is now last: a real search
+    a = align_channels(shuffled, ref)
+    assert torch.equal(a["large.conv1"][-1], p["large.conv1"][0])
+    x, y = digits.test.tensors["x"][:200], digits.test.tensors["y"][:200]
+    for net in (shuffled, a):
+        net["_stats"] = {k[6:]: v for k, v in net.items() if k.startswith("stats.")}
+    for middle in ("large", "small"):
+        before = G.accuracy(shuffled, shuffled["_stats"], x, y, middle)
+        assert torch.equal(G.accuracy(a, a["_stats"], x, y, middle), before)

@@ -36,6 +36,7 @@ from kdforge.methods.translation import grouped as G
 from kdforge.methods.translation import networks as N
 
 MANIFEST = "manifest.json"
+HAS_SMALL = "has_small"  # bool [P]: the stored small block was trained (False: large-only network)
 
 
 @dataclass
@@ -378,4 +379,37 @@ def load_pairs(directory: str | Path, spec: N.BlockSpec | None = None) -> tuple[
                     f"delete '{f}' and rerun `make-pairs` with this manifest",
                 )
     pairs = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    # a large-only set (epochs_small=0) stores untrained small blocks: no MSE targets
+    pairs[HAS_SMALL] = torch.full((len(pairs["seed"]),), manifest["schedule"]["epochs_small"] > 0)
     return pairs, manifest
+
+
+def merge_pair_sets(*sets: tuple[dict[str, Tensor], dict]) -> dict[str, Tensor]:
+    """Concatenate loaded pair sets (e.g. full pairs + large-only networks) into one, in order.
+
+    Large-only networks (made with ``epochs_small=0``) keep ``has_small == False``: they serve the
+    functional objective, which needs only the large network; an MSE objective refuses them
+    (:func:`~kdforge.methods.translation.train.train_translator`).
+
+    Args:
+        *sets: ``(pairs, manifest)`` as returned by :func:`load_pairs`.
+
+    Raises:
+        KdforgeError: no sets, or sets with other block shapes / data sets / stored tensors.
+    """
+    if not sets:
+        raise KdforgeError("no pair sets to merge (empty pair set)", "pass at least one pair set")
+    first_pairs, first = sets[0]
+    for pairs, manifest in sets[1:]:
+        for key in ("spec", "dataset"):
+            if manifest[key] != first[key]:
+                raise KdforgeError(
+                    f"pair sets differ in {key}: {first[key]} vs {manifest[key]}",
+                    "merge only pair sets made with the same block shapes on the same data set",
+                )
+        if set(pairs) != set(first_pairs):
+            raise KdforgeError(
+                f"pair sets store different tensors: {sorted(set(pairs) ^ set(first_pairs))}",
+                "regenerate one of them with this version of `make-pairs`",
+            )
+    return {k: torch.cat([p[k] for p, _ in sets]) for k in first_pairs}

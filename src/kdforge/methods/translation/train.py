@@ -27,6 +27,7 @@ from kdforge.errors import KdforgeError
 from kdforge.methods.translation import grouped as G
 from kdforge.methods.translation import networks as N
 from kdforge.methods.translation.augment import Augment
+from kdforge.methods.translation.pairs import HAS_SMALL
 from kdforge.methods.translation.translator import (
     Translator,
     detokenize_small,
@@ -128,9 +129,17 @@ class TrainedTranslator:
         return cls(net, {k[5:]: v for k, v in t.items() if k.startswith("norm.")}, cfg)
 
 
+def has_small(pairs: dict[str, Tensor]) -> Tensor:
+    """Bool [P]: which networks carry a trained small block (pair sets without the flag: all)."""
+    if HAS_SMALL in pairs:
+        return pairs[HAS_SMALL].bool()
+    return torch.ones(len(pairs["seed"]), dtype=torch.bool)
+
+
 def norm_stats(pairs: dict[str, Tensor], spec: N.BlockSpec) -> dict[str, Tensor]:
-    """Per-(token, feature) mean/std of inputs and targets over the training pairs."""
-    x, y = tokenize_large(pairs, spec), tokenize_small(pairs, spec)
+    """Per-(token, feature) mean/std of inputs (all networks) and targets (trained small blocks only)."""
+    x = tokenize_large(pairs, spec)
+    y = tokenize_small(pairs, spec)[has_small(pairs)]
     return {
         "in_mean": x.mean(0),
         "in_std": x.std(0).clamp_min(1e-6),
@@ -216,6 +225,19 @@ def train_translator(
     cache = {} if bank_cache is None else bank_cache
     if len(train_pairs.get("seed", [])) == 0:
         raise KdforgeError("no training pairs (empty pair set)", "generate pairs with `make-pairs` first")
+    full = has_small(train_pairs)
+    if not bool(full.any()):
+        raise KdforgeError(
+            "no training network has a trained small block (all are large-only, epochs_small=0)",
+            "add full pairs: the output normalisation and the template come from trained small blocks",
+        )
+    if cfg.mse_weight > 0 and not bool(full.all()):
+        raise KdforgeError(
+            f"the MSE objective needs small-block targets, but {int((~full).sum())} of the "
+            f"{len(full)} training networks are large-only (made with epochs_small=0)",
+            "train large-only networks with the functional objective only (mse_weight=0), "
+            "or leave them out of the training set",
+        )
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     net = Translator(spec, cfg.kind, cfg.dim, cfg.depth, cfg.dropout)
@@ -223,7 +245,8 @@ def train_translator(
     x_all = (tokenize_large(train_pairs, spec) - tt.norm["in_mean"]) / tt.norm["in_std"]
     y_all = (tokenize_small(train_pairs, spec) - tt.norm["out_mean"]) / tt.norm["out_std"]
     if cfg.template:
-        tt.norm["base"] = y_all[int(train_pairs["acc_small"].argmax())].clone()
+        acc = train_pairs["acc_small"].masked_fill(~full, -1.0)  # large-only: untrained small block
+        tt.norm["base"] = y_all[int(acc.argmax())].clone()
     if cfg.func_weight > 0:
         xi, yi = train_images[0][: cfg.bank], train_images[1][: cfg.bank]
         if ("train", cfg.bank) not in cache:

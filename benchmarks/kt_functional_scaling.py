@@ -1,0 +1,307 @@
+"""Learning curve of the functional KT objective: test accuracy vs number of training networks.
+
+The functional objective needs no small-block targets, so extra *large-only* networks (made with
+``make-pairs --epochs-small 0``, about half the cost of a full pair) are added to the training
+networks of a full pair set. Validation and test networks are the full pair set's (same split as
+``kt_table.py``); the checkpoint is chosen on validation networks only, test networks are reported.
+Every point uses the same translator settings and epochs (so more networks also means more steps;
+the 80-epoch run on 135 networks from ``kt_table_functional80.json`` is the same-steps control).
+
+Each invocation measures the given ``--extra-counts`` and merges them into ``--out`` (points from
+earlier invocations are kept), then re-renders the table and the PNG from all points. A point can be
+imported from an earlier table (``--import-row``) when the pair set was regenerated with the same
+command: the test networks' trained and template accuracies are recomputed and compared first.
+Writes benchmarks/results/kt_functional_scaling.{json,md,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics as st
+import sys
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from kdforge.data import load_dataset  # noqa: E402
+from kdforge.methods.translation import networks as N  # noqa: E402
+from kdforge.methods.translation.align import align_channels  # noqa: E402
+from kdforge.methods.translation.evaluate import random_small, small_accuracy, split_networks  # noqa: E402
+from kdforge.methods.translation.pairs import load_pairs, merge_pair_sets  # noqa: E402
+from kdforge.methods.translation.train import TrainConfig, train_translator  # noqa: E402
+
+ROW = "functional (CE+KL), Mixer"
+
+
+def _stats(per_seed: list[list[float]]) -> dict:
+    flat = [v for s in per_seed for v in s]
+    means = [st.mean(s) for s in per_seed]
+    return {
+        "mean": st.mean(flat),
+        "std": st.stdev(flat) if len(flat) > 1 else 0.0,
+        "seed_std": st.stdev(means) if len(means) > 1 else 0.0,
+        "seed_means": means,
+    }
+
+
+def _import(path: str, row: str, trained: list[float], template: list[float]) -> dict:
+    """A point from an earlier kt_table JSON, after checking it scored the same test networks."""
+    old = json.loads(Path(path).read_text())
+    rows = old["rows"]
+    same = all(
+        max(abs(a - b) for a, b in zip(rows[k]["per_seed"][0], mine, strict=True)) < 1e-6
+        for k, mine in [
+            ("trained small block (upper bound)", trained),
+            ("template only (best training pair's small block)", template),
+        ]
+        if k in rows
+    )
+    if not same:
+        sys.exit(f"{path}: test networks differ from this pair set's; measure the point instead")
+    r = rows[row]
+    return {
+        "per_seed": r["per_seed"],
+        "epochs": r["epochs"],
+        "train_seconds": r["train_seconds"],
+        "source": f"imported from {path} (same test networks: trained and template accuracies equal)",
+        "command": old["provenance"]["command"],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--pairs", default="runs/kt_pairs_noskip", help="full pair set (train/val/test)")
+    ap.add_argument("--extra", default="runs/kt_large_only", help="large-only networks (epochs_small=0)")
+    ap.add_argument("--extra-counts", type=int, nargs="*", default=[], help="extra networks per point")
+    ap.add_argument("--import-row", default=None, help="kt_table JSON whose functional row is the 0 point")
+    ap.add_argument("--control", default=None, help="kt_table JSON of a longer run on 0 extras")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--dim", type=int, default=48)
+    ap.add_argument("--depth", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--img-batch", type=int, default=32)
+    ap.add_argument("--bank", type=int, default=512)
+    ap.add_argument("--evals", type=int, default=8)
+    ap.add_argument("--test-images", type=int, default=2000)
+    ap.add_argument("--align", action="store_true", help="align channels to the template network first")
+    ap.add_argument("--out", default="benchmarks/results/kt_functional_scaling.json")
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    results = json.loads(out.read_text()) if out.exists() else {"points": {}}
+    pairs, manifest = load_pairs(a.pairs)
+    spec = N.BlockSpec(**manifest["spec"])
+    sp = load_dataset(manifest["dataset"])
+    tr, va, te = split_networks(pairs, val_frac=0.1, test_frac=0.2)  # kt_table.py's split
+    x_tr, y_tr = sp.train.tensors["x"], sp.train.tensors["y"]
+    x_va, y_va = sp.val.tensors["x"][:1000], sp.val.tensors["y"][:1000]
+    x_te, y_te = sp.test.tensors["x"][: a.test_images], sp.test.tensors["y"][: a.test_images]
+    skip = spec.small_skip
+    trained = small_accuracy(te, {k: v for k, v in te.items() if k.startswith("small.")}, x_te, y_te, skip)
+    best = int(tr["acc_small"].argmax())
+    template = {k: v[best : best + 1].expand(len(te["seed"]), *v.shape[1:]) for k, v in tr.items()}
+    template = {k: v for k, v in template.items() if k.startswith("small.")}
+    templ = small_accuracy(te, template, x_te, y_te, skip)
+    rnd = [
+        small_accuracy(te, random_small(spec, len(te["seed"]), 1000 + s), x_te, y_te, skip) for s in a.seeds
+    ]
+    results["reference"] = {
+        **results.get("reference", {}),  # keeps template_aligned from an earlier --align run
+        "trained": trained.tolist(),
+        "template": templ.tolist(),
+        "random": [r.tolist() for r in rnd],
+        "n_val": len(va["seed"]),
+        "n_test": len(te["seed"]),
+    }
+    n_full = len(tr["seed"])
+    if a.align:  # every network's channels in the template network's order (parameters only)
+        ref = {k: v[best : best + 1] for k, v in tr.items()}
+        tr, va, te = (align_channels(d, ref) for d in (tr, va, te))
+        t_al = {k: v[best : best + 1].expand(len(te["seed"]), *v.shape[1:]) for k, v in tr.items()}
+        t_al = {k: v for k, v in t_al.items() if k.startswith("small.")}
+        results["reference"]["template_aligned"] = small_accuracy(te, t_al, x_te, y_te, skip).tolist()
+    if a.import_row:
+        results["points"][str(n_full)] = {
+            **_import(a.import_row, ROW, trained.tolist(), templ.tolist()),
+            "n_train": n_full,
+            "n_full": n_full,
+            "n_large_only": 0,
+        }
+    if a.control:
+        c = _import(a.control, ROW, trained.tolist(), templ.tolist())
+        results["control"] = {**c, "n_train": n_full, **_stats(c["per_seed"])}
+    extra = extra_manifest = None
+    if any(a.extra_counts):
+        extra, extra_manifest = load_pairs(a.extra, spec)
+        if a.align:
+            extra = align_channels(extra, ref)
+    banks: dict = {}
+    for n_extra in a.extra_counts:
+        if n_extra:
+            if n_extra > len(extra["seed"]):
+                sys.exit(f"only {len(extra['seed'])} large-only networks in {a.extra}, asked {n_extra}")
+            sub = {k: v[:n_extra] for k, v in extra.items()}
+            train = merge_pair_sets((tr, manifest), (sub, extra_manifest))
+        else:
+            train = tr
+        banks = {"val": banks["val"]} if "val" in banks else {}  # the val bank is the same for all points
+        per_seed, secs, best_val = [], 0.0, []
+        for s in a.seeds:
+            cfg = TrainConfig(
+                dim=a.dim,
+                depth=a.depth,
+                epochs=a.epochs,
+                batch_size=a.batch_size,
+                bank=a.bank,
+                img_batch=a.img_batch,
+                seed=s,
+                eval_every=max(1, a.epochs // a.evals),
+                mse_weight=0.0,
+                func_weight=1.0,
+                template=True,
+            )
+            t = time.perf_counter()
+            tt, hist = train_translator(train, va, spec, cfg, (x_tr, y_tr), (x_va, y_va), False, banks)
+            secs += time.perf_counter() - t
+            per_seed.append(small_accuracy(te, tt.translate(te), x_te, y_te, skip).tolist())
+            best_val.append(hist["best_val_acc"])
+            print(n_full + n_extra, s, st.mean(per_seed[-1]), f"{time.perf_counter() - t:.0f}s", flush=True)
+        results["points"][f"{n_full + n_extra}{'+align' if a.align else ''}"] = {
+            "align": a.align,
+            "per_seed": per_seed,
+            "best_val_acc": best_val,
+            "epochs": a.epochs,
+            "train_seconds": secs / len(a.seeds),
+            "n_train": n_full + n_extra,
+            "n_full": n_full,
+            "n_large_only": n_extra,
+            "source": "measured",
+            "command": " ".join(["kt_functional_scaling.py", *sys.argv[1:]]),
+        }
+    render(results, a, manifest, extra_manifest, out)
+
+
+def render(
+    results: dict, a: argparse.Namespace, manifest: dict, extra_manifest: dict | None, out: Path
+) -> None:
+    """Write the JSON (with provenance), the markdown table and the learning-curve PNG."""
+    ref = results["reference"]
+    t_mean = st.mean(ref["trained"])
+    r_mean = st.mean(v for s in ref["random"] for v in s)
+    pts = sorted(results["points"].values(), key=lambda p: (p.get("align", False), p["n_train"]))
+    for p in pts:
+        p.update(_stats(p["per_seed"]))
+        p.update(ratio_trained=p["mean"] / t_mean, ratio_random=p["mean"] / r_mean)
+    md = [
+        "# Functional KT objective: test accuracy vs number of training networks",
+        "",
+        f"Full pair set `{a.pairs}` (schedule {manifest['schedule']}, seed {manifest['seed']}): its "
+        f"{pts[0]['n_full'] if pts else '?'} training pairs, {ref['n_val']} validation and "
+        f"{ref['n_test']} test networks (same split as kt_table.md). Extra training networks: "
+        f"large-only (epochs_small=0, make-pairs seed "
+        f"{extra_manifest['seed'] if extra_manifest else results.get('extra_seed', '?')}) from "
+        f"`{a.extra}`, first N in seed order. Translator: Mixer dim={a.dim}, depth={a.depth}, functional "
+        f"objective (CE+KL, correction of the best training pair's small block), {a.batch_size} networks "
+        f"per step, {a.img_batch} of {a.bank} bank images per network per step, seeds {a.seeds}; "
+        "checkpoint = best mean accuracy on the validation networks (test networks never used for "
+        f"selection). Test accuracy on the first {a.test_images} test images, each small block between "
+        "its own network's frozen begin/last. mean ± std over all (test network, seed) values; seed std "
+        "= std of per-seed means.",
+        "",
+        "| training networks (full + large-only) | epochs | test acc | seed std | / trained | / random "
+        "| target >= 0.9 trained | train time/seed | source |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    al_lab = {True: ", channels aligned", False: ""}
+    rows = [
+        (p, f"{p['n_train']} ({p['n_full']} + {p['n_large_only']}){al_lab[p.get('align', False)]}")
+        for p in pts
+    ]
+    if "control" in results:
+        c = results["control"]
+        c.update(ratio_trained=c["mean"] / t_mean, ratio_random=c["mean"] / r_mean)
+        rows.append((c, f"{c['n_train']} (control: {c['epochs']} epochs)"))
+    for p, label in rows:
+        src = "measured" if p["source"] == "measured" else "imported"
+        md.append(
+            f"| {label} | {p['epochs']} | {p['mean']:.3f} ± {p['std']:.3f} | {p['seed_std']:.3f} | "
+            f"{p['ratio_trained']:.2f} | {p['ratio_random']:.2f} | "
+            f"{'met' if p['ratio_trained'] >= 0.9 else 'missed'} | {p['train_seconds']:.0f} s | {src} |"
+        )
+    md += [
+        f"| reference: trained small block | - | {st.mean(ref['trained']):.3f} | - | 1.00 | "
+        f"{t_mean / r_mean:.2f} | - | - | stored pairs |",
+        f"| reference: template only | - | {st.mean(ref['template']):.3f} | - | "
+        f"{st.mean(ref['template']) / t_mean:.2f} | {st.mean(ref['template']) / r_mean:.2f} | - | - | - |",
+        *(
+            [
+                f"| reference: template only, channels aligned | - | "
+                f"{st.mean(ref['template_aligned']):.3f} | - | "
+                f"{st.mean(ref['template_aligned']) / t_mean:.2f} | "
+                f"{st.mean(ref['template_aligned']) / r_mean:.2f} | - | - | - |"
+            ]
+            if "template_aligned" in ref
+            else []
+        ),
+        f"| reference: random init | - | {r_mean:.3f} | - | {r_mean / t_mean:.2f} | 1.00 | - | - | - |",
+        "",
+        "Imported points: "
+        + ("; ".join(f"{p['n_train']}: {p['source']}" for p in pts if p["source"] != "measured") or "none")
+        + ".",
+    ]
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    plain, al = [p for p in pts if not p.get("align")], [p for p in pts if p.get("align")]
+    xs = sorted({p["n_train"] for p in pts})
+    for series, mark, lab in [(plain, "o", ""), (al, "^", ", channels aligned")]:
+        if series:
+            ax.errorbar(
+                [p["n_train"] for p in series],
+                [p["mean"] for p in series],
+                yerr=[p["seed_std"] for p in series],
+                marker=mark,
+                capsize=3,
+                label=f"functional{lab}, {a.epochs} epochs (± seed std)",
+            )
+    if "control" in results:
+        c = results["control"]
+        ax.errorbar(
+            [c["n_train"]],
+            [c["mean"]],
+            yerr=[c["seed_std"]],
+            marker="s",
+            ls="none",
+            capsize=3,
+            label=f"{c['n_train']} networks, {c['epochs']} epochs (same-steps control)",
+        )
+    ax.axhline(t_mean, color="black", ls=":", label="trained small block")
+    ax.axhline(0.9 * t_mean, color="black", ls="--", lw=0.8, label="0.9 x trained (target)")
+    ax.axhline(st.mean(ref["template"]), color="tab:green", ls=":", label="template only")
+    ax.axhline(r_mean, color="grey", ls=":", label="random init")
+    ax.set(
+        xlabel="training networks (full pairs + large-only)",
+        ylabel=f"test acc ({ref['n_test']} networks)",
+        xlim=(min(xs) - 20, max(xs) + 20),
+        ylim=(0, 1),
+    )
+    ax.set_xticks(xs, [str(x) for x in xs])
+    ax.legend(fontsize=7)
+    fig.savefig(out.with_suffix(".png"), dpi=100, bbox_inches="tight")
+    from kdforge.report.provenance import provenance, write_results
+
+    cfg = {k: v for k, v in vars(a).items()}
+    cfg.update(manifest=manifest, extra_manifest=extra_manifest)
+    results["provenance"] = provenance(cfg, seeds=a.seeds)
+    write_results(out, results, "\n".join(md))
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()

@@ -47,7 +47,7 @@ def make_pairs_cmd(
     dataset: str = typer.Option("fashion_mnist", help="fashion_mnist, digits or idx (with --data-dir)."),
     data_dir: str = typer.Option(None, help="Directory of MNIST-format IDX files."),
     shards: str = typer.Option("0:4", help="Shard range start:stop; give processes disjoint ranges."),
-    shard_size: int = typer.Option(8, help="Pairs per shard (trained together, vmapped)."),
+    shard_size: int = typer.Option(8, help="Pairs per shard (trained together in one batched step)."),
     channels: int = typer.Option(6, help="Middle-block width C."),
     bottleneck: int = typer.Option(3, help="Small block hidden width."),
     small_skip: bool = typer.Option(True, help="Identity skip in the small block (reference: yes)."),

@@ -281,11 +281,12 @@ def label_regime(args: argparse.Namespace) -> None:
     write_results(out, {"runs": rows, "provenance": provenance(vars(args), args.seeds)}, "\n".join(md))
 
 
-def teacher_probe(args: argparse.Namespace) -> None:
-    """How much target-task information each cached teacher embedding holds (validation only).
+def probe_val_accuracy(cfg, base: str, seed: int) -> tuple[int, float]:
+    """Logistic regression on the standardised teacher embedding of the run's labelled training
+    examples (the students' carve-out for ``seed``), scored on its validation split.
 
-    A logistic-regression probe on the teacher embedding of each run's labelled training examples
-    (the same carve-out as the students), scored on the validation split.
+    Returns:
+        (number of labelled training examples, validation accuracy).
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
@@ -293,22 +294,30 @@ def teacher_probe(args: argparse.Namespace) -> None:
     from kdforge.data.embeddings import attach, default_root, entry_dir
     from kdforge.data.embeddings import load as load_cache
 
+    kw = {**cfg.data.kwargs, "seed": seed, "subset": cfg.data.subset, "val_size": cfg.data.val_size}
+    sp = load_dataset("with_teacher_emb", **kw)
+    tr = sp.train.tensors
+    emb, hashes, _ = load_cache(entry_dir(default_root(), base, "all", kw["model"]))
+    va = attach(sp.val, emb, hashes).tensors  # the same cache, attached to validation
+    x_tr, x_va = tr["teacher_emb"].numpy(), va["teacher_emb"].numpy()
+    scaler = StandardScaler().fit(x_tr)
+    clf = LogisticRegression(max_iter=2000).fit(scaler.transform(x_tr), tr["y"].numpy())
+    return len(tr["y"]), float(clf.score(scaler.transform(x_va), va["y"].numpy()))
+
+
+def teacher_probe(args: argparse.Namespace) -> None:
+    """How much target-task information each cached teacher embedding holds (validation only).
+
+    A logistic-regression probe on the teacher embedding of each run's labelled training examples
+    (the same carve-out as the students), scored on the validation split.
+    """
     rows = []
     for pair in args.pairs:
         _, base, _, ec_recipe = PAIRS[pair]
         for seed in args.seeds:
             cfg = load_recipe(CONFIGS / ec_recipe, [*args.set, f"seed={seed}"])
-            kw = {**cfg.data.kwargs, "seed": seed, "subset": cfg.data.subset, "val_size": cfg.data.val_size}
-            sp = load_dataset("with_teacher_emb", **kw)
-            tr = sp.train.tensors
-            emb, hashes, _ = load_cache(entry_dir(default_root(), base, "all", kw["model"]))
-            va = attach(sp.val, emb, hashes).tensors  # the same cache, attached to validation
-            scaler = StandardScaler().fit(tr["teacher_emb"].numpy())
-            clf = LogisticRegression(max_iter=2000).fit(
-                scaler.transform(tr["teacher_emb"].numpy()), tr["y"].numpy()
-            )
-            acc = clf.score(scaler.transform(va["teacher_emb"].numpy()), va["y"].numpy())
-            rows.append({"pair": pair, "seed": seed, "labels": len(tr["y"]), "probe_val_acc": acc})
+            labels, acc = probe_val_accuracy(cfg, base, seed)
+            rows.append({"pair": pair, "seed": seed, "labels": labels, "probe_val_acc": acc})
             print(json.dumps(rows[-1]), flush=True)
     md = ["# Linear probes on the cached image-teacher embeddings (validation accuracy)", "",
           "Logistic regression on the standardised teacher embedding of each seed's labelled training "

@@ -30,10 +30,9 @@ from pathlib import Path
 
 import torch
 
-from east_images import Runner, fmt, mean, plot, run_pair, verdict
+from east_images import Runner, fmt, mean, plot, probe_val_accuracy, run_pair, verdict
 from east_table import accuracy
 from kdforge.config import load_recipe
-from kdforge.data import load_dataset
 from kdforge.data.text import vader_all
 from kdforge.report.provenance import provenance, write_results
 
@@ -66,27 +65,12 @@ class TextRunner(Runner):
 
 def teacher_probe(pair: str, seeds: list[int]) -> list[dict]:
     """Logistic regression on the standardised MiniLM embedding of each seed's training split (val acc)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    from kdforge.data.embeddings import attach, default_root, entry_dir
-    from kdforge.data.embeddings import load as load_cache
-
     _, base, _, ec_recipe, _ = PAIRS[pair]
     rows = []
     for seed in seeds:
         cfg = load_recipe(CONFIGS / ec_recipe, [f"seed={seed}"])
-        kw = {**cfg.data.kwargs, "seed": seed, "subset": cfg.data.subset, "val_size": cfg.data.val_size}
-        sp = load_dataset("with_teacher_emb", **kw)
-        tr = sp.train.tensors
-        emb, hashes, _ = load_cache(entry_dir(default_root(), base, "all", kw["model"]))
-        va = attach(sp.val, emb, hashes).tensors
-        scaler = StandardScaler().fit(tr["teacher_emb"].numpy())
-        clf = LogisticRegression(max_iter=2000).fit(
-            scaler.transform(tr["teacher_emb"].numpy()), tr["y"].numpy()
-        )
-        acc = clf.score(scaler.transform(va["teacher_emb"].numpy()), va["y"].numpy())
-        rows.append({"pair": pair, "seed": seed, "labels": len(tr["y"]), "probe_val_acc": acc})
+        labels, acc = probe_val_accuracy(cfg, base, seed)
+        rows.append({"pair": pair, "seed": seed, "labels": labels, "probe_val_acc": acc})
         print(json.dumps(rows[-1]), flush=True)
     return rows
 

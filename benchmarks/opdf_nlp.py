@@ -31,11 +31,11 @@ from pathlib import Path
 import torch
 
 from kdforge.config import load_recipe
-from kdforge.engine import checkpoint as ckpt
-from kdforge.engine.run import build_method, load_splits, load_student, run_experiment
+from kdforge.engine.run import build_method, load_splits, load_student
 from kdforge.engine.trainer import evaluate
 from kdforge.models import build_model
 from kdforge.report.provenance import provenance, write_results
+from opdf_vision import _ms, _run  # same runner and mean ± std as the vision grid
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs" / "opdf"
@@ -48,18 +48,6 @@ LABELS = {
     "opdf_noalign": "+OPDF w/o alignment",
     "plain_lr3x": "plain, 3x lr (control)",
 }
-
-
-def _run(recipe: Path, overrides: list[str]) -> dict:
-    cfg = load_recipe(recipe, overrides)
-    summary_path = cfg.run_dir / "summary.json"
-    if summary_path.is_file():
-        return json.loads(summary_path.read_text())
-    resume = ckpt.has_checkpoint(cfg.run_dir / "checkpoints")
-    t = time.perf_counter()
-    summary = run_experiment(cfg, resume=resume, progress=False)
-    print(f"  {cfg.name}: test_acc={summary['test_acc']:.4f} ({time.perf_counter() - t:.0f}s)", flush=True)
-    return summary
 
 
 def teacher_on_student_split(recipe: Path) -> dict[str, float]:
@@ -120,12 +108,6 @@ def latency_ratio(
             model(**x), plain(**x)
         ratios = [fastest(model) / fastest(plain) for _ in range(blocks)]
     return statistics.median(ratios)
-
-
-def _ms(values: list[float]) -> str:
-    if len(values) < 2:
-        return f"{100 * values[0]:.2f}"
-    return f"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}"
 
 
 def markdown(res: dict) -> str:

@@ -137,6 +137,24 @@ def test_propose_factorization():
         assert len(f) == n and math.prod(f) == dim
 
 
+@pytest.mark.parametrize("n", [3, 5])
+@pytest.mark.parametrize(
+    "student,teacher",
+    [((192, 192), (384, 384)), ((768, 192), (1536, 384)), ((64, 784), (1024, 784)), ((30, 50), (60, 50))],
+)
+def test_common_factorizations_give_equal_auxiliary_shapes(student, teacher, n):
+    """Bonds too, not only outer factors: the narrow side's bonds must not be capped lower."""
+    (so, si), (to, ti) = student, teacher
+    m = student != teacher
+    s_f = [propose_factorization(so, n, to, m), propose_factorization(si, n, ti, m)]
+    t_f = [propose_factorization(to, n, so, m), propose_factorization(ti, n, si, m)]
+    s_cores = mpo_decompose(torch.randn(so, si, dtype=torch.float64), *s_f).cores
+    t_cores = mpo_decompose(torch.randn(to, ti, dtype=torch.float64), *t_f).cores
+    aux = [k for k in range(n) if k != n // 2]
+    assert [s_cores[k].shape for k in aux] == [t_cores[k].shape for k in aux]
+    assert s_cores[n // 2].shape != t_cores[n // 2].shape or student == teacher
+
+
 def test_parity_with_tensorly_tt_matrix():
     tl = pytest.importorskip("tensorly")
     from tensorly.decomposition import tensor_train_matrix

@@ -109,9 +109,13 @@ def test_errors():
         _build(student, teacher, patterns=["encoder.*"])
     with pytest.raises(KdforgeError, match=r"alignment \(lambda_align, layer_map\) needs MPO"):
         _build(*_models(), overparam="svd", lambda_align=1.0)
-    # head (10x16) vs teacher head (10x32): the student's right bond is smaller -> named mismatch
+    # head (10x16) vs teacher head (10x32): proposed factorizations match bonds and align ...
+    assert _build(*_models(), patterns=["head"], n=3, lambda_align=1.0).pairs == {"head": "head"}
+    # ... explicit student factors that leave the outer factors unmatched -> named mismatch
     with pytest.raises(KdforgeError, match=r"student 'head'\.cores\.\d .* vs teacher 'head'"):
-        _build(*_models(), patterns=["head"], n=3, lambda_align=1.0)
+        _build(
+            *_models(), patterns=["head"], n=3, lambda_align=1.0, factors={"head": [[10, 1, 1], [16, 1, 1]]}
+        )
     with pytest.raises(KdforgeError, match="outside the matched"):
         _build(*_models(), lambda_align=1.0, layer_map={"blocks.0.0": "nope"})
 

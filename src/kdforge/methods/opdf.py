@@ -54,8 +54,9 @@ def _shape(layer: nn.Module) -> tuple[int, int]:
 def _pair_factors(s_lin: nn.Module, t_lin: nn.Module, n: int) -> tuple[list[list[int]], list[list[int]]]:
     """Factorizations of a student and a teacher weight whose auxiliary tensors can match."""
     (so, si), (to, ti) = _shape(s_lin), _shape(t_lin)
-    s = [propose_factorization(so, n, to), propose_factorization(si, n, ti)]
-    t = [propose_factorization(to, n, so), propose_factorization(ti, n, si)]
+    m = (so, si) != (to, ti)  # widths differ: bonds must be matched on both dims
+    s = [propose_factorization(so, n, to, m), propose_factorization(si, n, ti, m)]
+    t = [propose_factorization(to, n, so, m), propose_factorization(ti, n, si, m)]
     return s, t
 
 

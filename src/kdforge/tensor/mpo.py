@@ -268,20 +268,42 @@ def _split_two(x: int) -> tuple[int, int]:
     return max(a, x // a), min(a, x // a)
 
 
-def propose_factorization(dim: int, n: int = 5, common_with: int | None = None) -> list[int]:
+def _outer_pair(g: int, cap: int) -> tuple[int, int]:
+    """``(a, b)``, ``a >= b``, ``a * b`` a divisor of ``g`` as large as possible with ``a, b <= cap``.
+
+    Ties go to the most even split.
+    """
+    best = (1, 1)
+    for a in range(1, min(g, cap) + 1):
+        for b in range(1, min(a, cap) + 1):
+            if g % (a * b) == 0 and (a * b, b) > (best[0] * best[1], best[1]):
+                best = (a, b)
+    return best
+
+
+def propose_factorization(
+    dim: int, n: int = 5, common_with: int | None = None, match_bonds: bool | None = None
+) -> list[int]:
     """Propose ``n`` factors of ``dim`` in the reference's style (768 -> ``[32, 1, 1, 1, 24]``).
 
-    The outermost factors take ``g = gcd(dim, common_with)`` (``g = dim`` if
-    ``common_with`` is None) split as evenly as possible (larger first); the
-    central factor (index ``n // 2``) takes the rest ``dim / g``; the others are 1.
-    Two layers factorized with ``common_with`` set to each other's width share
-    their outer factors, so their auxiliary tensors can have equal shapes (the
-    central tensor absorbs the difference in width).
+    By default the outermost factors split ``dim`` as evenly as possible (larger
+    first) and the others are 1. With ``match_bonds`` (default: ``common_with``
+    is given and differs from ``dim``) the outer factors ``a, b`` divide
+    ``gcd(dim, common_with)`` and are at most ``sqrt(min(dim, common_with))``;
+    the central factor (index ``n // 2``) takes the rest. Two weights whose row
+    and column dims are all factorized this way, each with ``common_with`` the
+    other weight's matching dim, share their outer factors *and* their bond
+    dimensions (an untruncated bond is the ``min`` of the products on its two
+    sides, and the cap keeps the outer side the smaller on both), so their
+    auxiliary tensors have equal shapes and the central tensor absorbs the
+    width difference. A dim equal on both sides still needs ``match_bonds=True``
+    when the other dim differs.
 
     Args:
         dim: the dimension to factorize.
         n: number of factors (>= 1).
         common_with: the other model's corresponding dimension, if any.
+        match_bonds: cap the outer factors as above (see default).
 
     Returns:
         ``n`` positive integers whose product is ``dim``.
@@ -290,10 +312,15 @@ def propose_factorization(dim: int, n: int = 5, common_with: int | None = None) 
         raise KdforgeError(f"cannot factorize dim={dim} into n={n} factors", "use n >= 1 and dim >= 1")
     if n == 1:
         return [dim]
-    g = math.gcd(dim, common_with) if common_with else dim
-    a, b = _split_two(g)
+    if match_bonds is None:
+        match_bonds = bool(common_with) and common_with != dim
+    if match_bonds:
+        other = common_with or dim
+        a, b = _outer_pair(math.gcd(dim, other), math.isqrt(min(dim, other)))
+    else:
+        a, b = _split_two(dim)
     out = [1] * n
     out[0], out[-1] = a, b
-    out[n // 2] *= dim // g
+    out[n // 2] *= dim // (a * b)
     assert math.prod(out) == dim
     return out

@@ -45,7 +45,7 @@ METHOD_SETUPS = {
 }
 # methods whose training batches carry extra tensors (e.g. cached teacher embeddings)
 EAST_BATCH = {**BATCH, "teacher_emb": torch.randn(16, 12, generator=torch.Generator().manual_seed(0))}
-TEXT_MODELS = {"text_cnn", "tiny_transformer", "minilm_classifier", "minilm_student"}
+TEXT_MODELS = {"text_cnn", "tiny_transformer", "minilm_classifier", "minilm_student", "minilm_narrow"}
 
 
 def _with_batch(method: Method, batch) -> Method:

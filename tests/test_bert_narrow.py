@@ -96,3 +96,18 @@ def test_opdf_aligns_a_narrow_student_with_a_wide_teacher_and_exports_plain():
     plain = m.export()
     assert type(plain.encoder.encoder.layer[0].attention.self.query) is torch.nn.Linear
     torch.testing.assert_close(plain(**_inputs()), collapse(m.student)(**_inputs()), atol=1e-5, rtol=1e-5)
+
+
+def test_the_ablation_without_alignment_trains_the_aligned_runs_parameterization():
+    teacher = _bert(layers=4, hidden=16, heads=2)
+    b = {**_inputs(), "y": torch.tensor([0, 1, 2, 0])}
+    shapes = {}
+    for lam in (1.0, 0.0):
+        student = narrow_bert(keep_layers(teacher, [1, 3]), 2)
+        m = OPDF.build(student, teacher, {"patterns": list(BERT_PATTERNS), "n": 3, "lambda_align": lam}, b)
+        shapes[lam] = {k: [tuple(c.shape) for c in layer.cores] for k, layer in m.layers.items()}
+        assert ("align" in m.training_step(b)[1]) == bool(lam)
+    assert shapes[0.0] == shapes[1.0]
+    student = narrow_bert(keep_layers(teacher, [1, 3]), 2)  # without the teacher-matched factors they differ
+    plain = OPDF.build(student, None, {"base": "supervised", "patterns": list(BERT_PATTERNS), "n": 3}, b)
+    assert {k: [tuple(c.shape) for c in v.cores] for k, v in plain.layers.items()} != shapes[1.0]

@@ -123,9 +123,17 @@ class OPDF(Method):
             if any(name_matches(n, p) for p in cfg.patterns)
         }
         names = list(existing) if existing else match_linear(student, cfg.patterns)
-        # an explicit layer_map fixes the factorizations even with lambda_align=0, so the
-        # "without alignment" ablation trains exactly the same parameterization
-        pairs = self._layer_pairs(names) if cfg.lambda_align or cfg.layer_map else {}
+        # the "without alignment" ablation (lambda_align=0) factorizes exactly as the aligned run
+        # would: with a teacher of different width the matched factorizations differ from the
+        # default ones, and the ablation must train the same parameterization
+        pairs: dict[str, str] = {}
+        if cfg.lambda_align or cfg.layer_map:
+            pairs = self._layer_pairs(names)
+        elif cfg.overparam == "mpo" and teacher is not None:
+            try:
+                pairs = self._layer_pairs(names)
+            except KdforgeError:  # no teacher layers to pair with: nothing to match, defaults
+                pairs = {}
         factors = {k: (v[0], v[1]) for k, v in cfg.factors.items()}
         t_factors: dict[str, tuple[list[int], list[int]]] = {}
         for s_name, t_name in pairs.items():
@@ -139,7 +147,7 @@ class OPDF(Method):
         # the teacher's cores are fixed targets: non-persistent buffers, so .to() moves them with
         # the method and checkpoints stay free of them (they are recomputed from the teacher)
         self._core_buffers: dict[str, list[str]] = {}
-        for i, (t_name, (rf, cf)) in enumerate(t_factors.items()):
+        for i, (t_name, (rf, cf)) in enumerate(t_factors.items() if cfg.lambda_align else ()):
             w = teacher.get_submodule(t_name).weight.detach()
             self._core_buffers[t_name] = []
             for k, core in enumerate(mpo_decompose(w, rf, cf).cores):

@@ -43,6 +43,25 @@ def replacement_rate(step: int, total_steps: int, p0: float, k: float | None, fr
     return float(min(1.0, p0 + k * step))
 
 
+class _Group(nn.Module):
+    """Consecutive frozen teacher layers standing in for one successor.
+
+    Unlike ``nn.Sequential`` it hands every extra argument (HF BERT layers get the attention
+    mask) to each layer, and passes a tuple output's first item on as the next hidden state.
+    """
+
+    def __init__(self, layers: list[nn.Module]) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, hidden: Tensor, *args, **kwargs):
+        out = hidden
+        for layer in self.layers:
+            out = layer(hidden, *args, **kwargs)
+            hidden = out[0] if isinstance(out, tuple) else out
+        return out
+
+
 def _layer_list(model: nn.Module, path: str, role: str) -> tuple[nn.Module, str, nn.ModuleList]:
     try:
         layers = model.get_submodule(path)
@@ -108,8 +127,7 @@ class Theseus(Method):
         s_layers = getattr(self._parent, self._leaf)
         t_layers = self.teacher.get_submodule(self.config.teacher_layers)
         mixed = nn.ModuleList(
-            s_layers[i] if r else nn.Sequential(*(t_layers[j] for j in self.groups[i]))
-            for i, r in enumerate(replace)
+            s_layers[i] if r else _Group([t_layers[j] for j in self.groups[i]]) for i, r in enumerate(replace)
         )
         self._parent._modules[self._leaf] = mixed  # swap the stack for this forward only
         try:

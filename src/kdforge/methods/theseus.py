@@ -86,7 +86,9 @@ class Theseus(Method):
     def __init__(self, student, teacher=None, config=None, example_batch=None) -> None:
         super().__init__(student, teacher, config, example_batch)
         cfg = self.config
-        self._parent, self._leaf, s_layers = _layer_list(student, cfg.student_layers, "student")
+        # the layer list's parent is looked up by path, never stored: as a module attribute it would
+        # register the student a second time (duplicate, shared tensors in state_dict and checkpoints)
+        _, self._leaf, s_layers = _layer_list(student, cfg.student_layers, "student")
         _, _, t_layers = _layer_list(teacher, cfg.teacher_layers, "teacher")
         n, big_n = len(s_layers), len(t_layers)
         if n == 0 or big_n % n:
@@ -123,17 +125,23 @@ class Theseus(Method):
                 if not name.startswith(skip_s) and name in t_state and t_state[name].shape == tensor.shape:
                     tensor.copy_(t_state[name])
 
+    @property
+    def _parent(self) -> nn.Module:
+        parent_path = self.config.student_layers.rpartition(".")[0]
+        return self.student.get_submodule(parent_path) if parent_path else self.student
+
     def _mixed_forward(self, inputs: Batch, replace: list[bool]) -> Tensor:
-        s_layers = getattr(self._parent, self._leaf)
+        parent = self._parent
+        s_layers = getattr(parent, self._leaf)
         t_layers = self.teacher.get_submodule(self.config.teacher_layers)
         mixed = nn.ModuleList(
             s_layers[i] if r else _Group([t_layers[j] for j in self.groups[i]]) for i, r in enumerate(replace)
         )
-        self._parent._modules[self._leaf] = mixed  # swap the stack for this forward only
+        parent._modules[self._leaf] = mixed  # swap the stack for this forward only
         try:
             return self.student(**inputs)
         finally:
-            self._parent._modules[self._leaf] = s_layers
+            parent._modules[self._leaf] = s_layers
 
     def on_step_start(self, step: int, total_steps: int) -> None:
         cfg = self.config

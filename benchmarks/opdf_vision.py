@@ -130,7 +130,8 @@ def markdown(res: dict) -> str:
             f"- {base}: student {r.get('student', 'MLP 784-64-10')}, teacher `{r.get('teacher', 'teacher')}` "
             f"({t.get('arch', 'MLP 784-1024-512-10')})"
         )
-    lines += [f"  {NOTES[b]}" for b in bases if b in NOTES]
+    notes = [NOTES[b] for b in bases if b in NOTES]
+    lines += ["", *notes] if notes else []
     lines += [
         "",
         "| method | test acc (%) | val acc (%) | train-time params | inference params | latency vs plain "

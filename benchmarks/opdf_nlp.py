@@ -1,8 +1,8 @@
-"""OPDF NLP grid: KD x {plain, +SVD, +OPDF, +OPDF without alignment} x seeds on VADER movie snippets.
+"""OPDF NLP grid: {KD, Theseus} x {plain, +SVD, +OPDF, +OPDF w/o alignment} x seeds on VADER movie snippets.
 
 Usage::
 
-    PYTHONPATH=src python benchmarks/opdf_nlp.py [--seeds 0 1 2] [--variants plain svd opdf ...]
+    PYTHONPATH=src python benchmarks/opdf_nlp.py [--seeds 0 1 2] [--bases kd theseus] [--variants plain ...]
     # the same recipes with more training data (runs named ..._sub1920_sS):
     PYTHONPATH=src python benchmarks/opdf_nlp.py --variants plain opdf plain_lr3x \\
         --override data.subset=1920 train.eval_every_steps=30 --tag sub1920 \\
@@ -41,6 +41,12 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs" / "opdf"
 RESULTS = ROOT / "benchmarks" / "results" / "opdf_nlp.json"
 VARIANTS = ["plain", "svd", "opdf", "opdf_noalign", "plain_lr3x"]
+NOTES = {  # how a base method is set up in its recipes, printed under the table's introduction
+    "kd": "KD: Hinton KD (T=2, alpha=0.5) from the 6-layer teacher's logits.",
+    "theseus": "Theseus (the OPDF paper's own base): the 3 successors (the same 3-layer student) replace the "
+    "frozen teacher's layer groups {0,1}, {2,3}, {4,5}, each with probability p = 0.5 -> 1 over the first "
+    "half of training, then train alone; task loss only. OPDF aligns successor l with teacher layer 2l+1.",
+}
 LABELS = {
     "plain": "plain",
     "svd": "+SVD",
@@ -118,10 +124,12 @@ def markdown(res: dict) -> str:
         "",
         f"Teacher: all-MiniLM-L6-v2 + linear head on the mean-pooled tokens, fine-tuned once "
         f"({t['train_subset']:,} examples, 1 epoch). Student: 3-layer MiniLM of the same width made of "
-        f"the fine-tuned teacher's layers 1, 3, 5, distilled on a {res['subset']:,}-example subset for "
+        f"the fine-tuned teacher's layers 1, 3, 5, trained on a {res['subset']:,}-example subset for "
         f"{res['epochs']} epoch(s); sequences cut at {res['max_len']} tokens; word embeddings frozen for "
         f"every model. Test: {t['test_size']:,} held-out snippets. Test accuracy (%) of the checkpoint "
         f"selected on validation, mean ± std over seeds {res['seeds']}.",
+        "",
+        *[f"- {NOTES[b]}" for b in dict.fromkeys(r["base"] for r in res["rows"]) if b in NOTES],
         "",
         "| method | test acc (%) | val acc (%) | train-time params | inference params | latency vs plain "
         "| train time (s) |",

@@ -1,11 +1,12 @@
-"""OPDF vision grid: {KD, FitNet} x {plain, +SVD, +OPDF, +OPDF without alignment} x seeds on Fashion-MNIST.
+"""OPDF vision grid: {KD, FitNet, AD-KD, Theseus} x {plain, +SVD, +OPDF (+/- align)} x seeds, Fashion-MNIST.
 
 Usage::
 
-    PYTHONPATH=src python benchmarks/opdf_vision.py [--seeds 0 1 2] [--bases kd fitnet]
+    PYTHONPATH=src python benchmarks/opdf_vision.py [--seeds 0 1 2] [--bases kd fitnet adkd theseus]
     PYTHONPATH=src python benchmarks/opdf_vision.py --bases kd --lambdas 0 1 100 10000  # alignment sweep
 
-Trains the teacher (``configs/opdf/teacher.yaml``) if its export is missing, then
+Trains each base's teacher (``configs/opdf/teacher.yaml``; Theseus, whose teacher layers must
+have the student's width: ``configs/opdf/teacher_theseus.yaml``) if its export is missing, then
 runs every ``configs/opdf/<base>_<variant>.yaml`` recipe once per seed through
 the engine (model selection on the validation split only; test accuracy of the
 selected checkpoint), reusing finished runs (``summary.json``). Measures the
@@ -35,6 +36,15 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs" / "opdf"
 RESULTS = ROOT / "benchmarks" / "results" / "opdf_vision.json"
 VARIANTS = ["plain", "svd", "opdf", "opdf_noalign", "plain_lr3x"]
+TEACHERS = {"theseus": "teacher_theseus"}  # base -> teacher recipe (default: teacher)
+NOTES = {  # how a base method is set up in its recipes, printed under the table
+    "adkd": "AD-KD attributes the raw input pixels (Integrated Gradients with 4 steps, the teacher's top-2 "
+    "classes; the paper attributes token embeddings) on top of Hinton KD (T=4, alpha=0.9), beta=1.",
+    "theseus": "Theseus: each of the 2 successors (and the head) starts from the teacher (first layer of its "
+    "group of 2), replacement rate 0.5 -> 1 over the first half of training, then the student alone; task "
+    "loss only. OPDF aligns successor 0 with teacher layer 0 (the only 784-input layer) and successor 1 "
+    "with teacher layer 3 (l*r + r - 1).",
+}
 LABELS = {
     "plain": "plain",
     "svd": "+SVD",
@@ -85,6 +95,16 @@ def latency_ratio(exported: Path, blocks: int = 7, per_block: int = 30) -> float
     return statistics.median(ratios)
 
 
+def teacher_of(base: str) -> str:
+    """Name of the teacher recipe (``configs/opdf/<name>.yaml``) a base method's recipes load."""
+    return TEACHERS.get(base, "teacher")
+
+
+def describe_mlp(kwargs: dict) -> str:
+    """``MLP 784-64-10`` for an MLP recipe's ``student.kwargs`` (Fashion-MNIST in/out widths)."""
+    return "MLP " + "-".join(str(w) for w in [784, *kwargs.get("hidden", [256]), 10])
+
+
 def _ms(values: list[float]) -> str:
     if len(values) < 2:
         return f"{100 * values[0]:.2f}"
@@ -93,20 +113,37 @@ def _ms(values: list[float]) -> str:
 
 def markdown(res: dict) -> str:
     """The results table (one row per base method x variant, teacher row first)."""
-    t = res["teacher"]
+    teachers = res.get("teachers") or {"teacher": res["teacher"]}
     lines = [
         "# OPDF on Fashion-MNIST (vision)",
         "",
-        f"Student MLP 784-64-10 on a {res['subset']:,}-example training subset; teacher MLP 784-1024-512-10 "
-        "trained on the full training split. Test accuracy (%) of the checkpoint selected on validation, "
+        f"Students train on a {res['subset']:,}-example training subset, teachers on the full training "
+        "split. Test accuracy (%) of the checkpoint selected on validation, "
         f"mean ± std over seeds {res['seeds']}.",
+        "",
+    ]
+    bases = list(dict.fromkeys(r["base"] for r in res["rows"]))
+    for base in bases:
+        r = next(r for r in res["rows"] if r["base"] == base)
+        t = teachers[r.get("teacher", "teacher")]
+        lines.append(
+            f"- {base}: student {r.get('student', 'MLP 784-64-10')}, teacher `{r.get('teacher', 'teacher')}` "
+            f"({t.get('arch', 'MLP 784-1024-512-10')})"
+        )
+    notes = [NOTES[b] for b in bases if b in NOTES]
+    lines += ["", *notes] if notes else []
+    lines += [
         "",
         "| method | test acc (%) | val acc (%) | train-time params | inference params | latency vs plain "
         "| train time (s) |",
         "|---|---|---|---|---|---|---|",
-        f"| teacher | {100 * t['test_acc']:.2f} | {100 * t['val_acc']:.2f} | {t['train_params']:,} | "
-        f"{t['student_params']:,} | - | {t['train_time_s']:.0f} |",
     ]
+    for name, t in teachers.items():
+        lines.append(
+            f"| teacher `{name}` ({t.get('arch', 'MLP 784-1024-512-10')}) | {100 * t['test_acc']:.2f} | "
+            f"{100 * t['val_acc']:.2f} | {t['train_params']:,} | {t['student_params']:,} | - | "
+            f"{t['train_time_s']:.0f} |"
+        )
     for r in res["rows"]:
         lines.append(
             f"| {r['base']} {LABELS[r['variant']]} | {_ms(r['test_acc'])} | {_ms(r['val_acc'])} | "
@@ -194,7 +231,10 @@ def main() -> None:
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
     torch.set_num_threads(1)
-    teacher = _run(CONFIGS / "teacher.yaml", [])
+    teachers = {}
+    for name in dict.fromkeys(teacher_of(b) for b in (["kd"] if args.lambdas else args.bases)):
+        arch = describe_mlp(load_recipe(CONFIGS / f"{name}.yaml").student.kwargs)
+        teachers[name] = {**_run(CONFIGS / f"{name}.yaml", []), "arch": arch}
     if args.lambdas:
         out = args.out if args.out != str(RESULTS) else str(RESULTS.with_name("opdf_align_sweep.json"))
         lambda_sweep(args.bases, args.lambdas, args.seeds, out)
@@ -213,6 +253,8 @@ def main() -> None:
                     "base": base,
                     "variant": variant,
                     "recipe": str(recipe.relative_to(ROOT)),
+                    "student": describe_mlp(load_recipe(recipe).student.kwargs),
+                    "teacher": teacher_of(base),
                     "test_acc": [r["test_acc"] for r in runs],
                     "val_acc": [r["val_acc"] for r in runs],
                     "train_params": runs[0]["train_params"],
@@ -237,7 +279,14 @@ def main() -> None:
                     "delta_vs_control": vs_ctrl,
                 }
             )
-    res = {"seeds": args.seeds, "subset": subset, "teacher": teacher, "rows": rows, "deltas": deltas}
+    res = {
+        "seeds": args.seeds,
+        "subset": subset,
+        "teacher": teachers.get("teacher"),
+        "teachers": teachers,
+        "rows": rows,
+        "deltas": deltas,
+    }
     cfg = {"recipes": sorted(str(p.relative_to(ROOT)) for p in CONFIGS.glob("*.yaml"))}
     res["provenance"] = provenance(cfg, seeds=args.seeds, command=" ".join(["python", *sys.argv]))
     write_results(args.out, res, markdown(res))

@@ -150,7 +150,7 @@ def test_layer_map_fixes_factors_without_alignment():
 OPDF_RECIPES = sorted(
     p
     for p in (Path(__file__).parents[1] / "configs" / "opdf").glob("*_*.yaml")
-    if not p.stem.startswith("nlp_")
+    if not p.stem.startswith(("nlp_", "teacher"))
 )
 
 
@@ -165,7 +165,29 @@ def test_vision_recipes_build_and_step(path):
     m = METHODS.get(cfg.method.name).build(student, teacher, cfg.method.kwargs, batch)
     _, losses = m.training_step(batch)
     assert ("align" in losses) == (cfg.method.kwargs.get("lambda_align", 0) > 0)
-    assert count_parameters(m.export()) == 50_890  # every exported student is the plain 784-64-10 MLP
+    plain = build_model(cfg.student.name, (1, 28, 28), 10, **cfg.student.kwargs)
+    exported = m.export()
+    assert [type(x) for x in exported.modules()] == [type(x) for x in plain.modules()]
+    assert count_parameters(exported) == count_parameters(plain)  # the plain student's size
+    if cfg.method.kwargs.get("base") == "theseus" and cfg.method.kwargs.get("layer_map"):
+        # successors are aligned with teacher layers of exactly their shape (same width)
+        for s_name, t_name in cfg.method.kwargs["layer_map"].items():
+            assert plain.get_submodule(s_name).weight.shape == teacher.get_submodule(t_name).weight.shape
+
+
+@pytest.mark.parametrize("name", ["teacher", "teacher_theseus"])
+def test_vision_teacher_recipes_fit_their_students(name):
+    """Each teacher recipe trains the architecture its student recipes load; Theseus's splits evenly."""
+    d = Path(__file__).parents[1] / "configs" / "opdf"
+    cfg = load_recipe(d / f"{name}.yaml")
+    assert cfg.teacher is None and cfg.method.name == "supervised" and cfg.data.subset is None
+    users = [load_recipe(p) for p in OPDF_RECIPES]
+    users = [u for u in users if u.teacher.checkpoint == f"runs/opdf/{name}/student.safetensors"]
+    assert users and all(u.teacher.kwargs == cfg.student.kwargs for u in users)
+    if name == "teacher_theseus":
+        assert all(u.method.kwargs.get("base", u.method.name) == "theseus" for u in users)
+        t_hidden, s_hidden = cfg.student.kwargs["hidden"], users[0].student.kwargs["hidden"]
+        assert len(t_hidden) % len(s_hidden) == 0 and set(t_hidden) == set(s_hidden)
 
 
 def test_without_teacher_wraps_supervised_and_alignment_needs_teacher():

@@ -142,7 +142,8 @@ def test_engine_refuses_an_overparameterized_checkpoint_with_the_specific_messag
     )
 
 
-NLP_RECIPES = sorted((Path(__file__).parents[1] / "configs" / "opdf").glob("nlp_kd_*.yaml"))
+_NLP_DIR = Path(__file__).parents[1] / "configs" / "opdf"
+NLP_RECIPES = sorted(p for p in _NLP_DIR.glob("nlp_*_*.yaml") if p.stem != "nlp_teacher")
 
 
 @pytest.mark.parametrize("path", NLP_RECIPES, ids=[p.stem for p in NLP_RECIPES])
@@ -153,9 +154,29 @@ def test_nlp_recipes_build_and_step(path):
     teacher = _bert(6)
     student = keep_layers(teacher, cfg.student.kwargs["layers"])
     m = METHODS.get(cfg.method.name).build(student, teacher, cfg.method.kwargs, _batch())
+    m.on_step_start(0, 20)
     _, losses = m.training_step(_batch())
     assert ("align" in losses) == (cfg.method.kwargs.get("lambda_align", 0) > 0)
     exported = m.export()
     assert sum(p.numel() for p in exported.parameters()) == sum(
         p.numel() for p in keep_layers(teacher, [1, 3, 5]).parameters()
     )
+
+
+def test_theseus_on_bert_groups_pass_the_attention_mask_and_match_the_teacher():
+    """Theseus with every group run by the teacher's layers reproduces the 6-layer teacher on a
+    padded batch (the mask reaches each teacher layer); successors alone are the 3-layer student."""
+    teacher = _bert(6)
+    student = keep_layers(teacher, [1, 3, 5])
+    paths = {"student_layers": "encoder.encoder.layer", "teacher_layers": "encoder.encoder.layer"}
+    m = METHODS.get("theseus").build(student, teacher, {**paths, "init_from_teacher": False}, _batch())
+    assert m.groups == [[0, 1], [2, 3], [4, 5]]
+    inputs = {k: v for k, v in _batch().items() if k != "y"}
+    with torch.no_grad():
+        torch.testing.assert_close(m._mixed_forward(inputs, [False] * 3), teacher(**inputs))
+        torch.testing.assert_close(m._mixed_forward(inputs, [True] * 3), student(**inputs))
+    m.on_step_start(0, 10)
+    _, losses = m.training_step(_batch())
+    losses["ce"].backward()
+    assert all(p.grad is None for p in teacher.parameters())
+    assert student.encoder.encoder.layer[0].attention.self.query.weight.grad is not None

@@ -85,3 +85,23 @@ def test_opdf_wraps_theseus_and_exports_plain():
     sum(m.training_step(_batch())[1].values()).backward()
     out = m.export()
     assert type(out.blocks[0][0]) is torch.nn.Linear
+
+
+@pytest.mark.parametrize("wrap", [False, True])
+def test_checkpoint_state_holds_each_student_tensor_once_and_saves(tmp_path, wrap):
+    """The layer list's parent is not registered as a module of the method: no shared-tensor
+    aliases in the checkpoint (safetensors refuses them), round-trip restores the student."""
+    from safetensors.torch import load_file, save_file
+
+    student, teacher = _pair()
+    if wrap:
+        m = OPDF.build(student, teacher, {"base": "theseus", "n": 3}, example_batch=_batch())
+    else:
+        m = Theseus.build(student, teacher, {}, example_batch=_batch())
+    state = m.checkpoint_state()
+    assert not any("_parent" in k for k in state)
+    assert len({v.data_ptr() for v in state.values()}) == len(state)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "m.safetensors"))
+    m.load_checkpoint_state(load_file(str(tmp_path / "m.safetensors")))
+    m.on_step_start(0, 4)
+    m.training_step(_batch())  # the looked-up parent still swaps the stack

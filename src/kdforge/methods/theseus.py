@@ -43,6 +43,25 @@ def replacement_rate(step: int, total_steps: int, p0: float, k: float | None, fr
     return float(min(1.0, p0 + k * step))
 
 
+class _Group(nn.Module):
+    """Consecutive frozen teacher layers standing in for one successor.
+
+    Unlike ``nn.Sequential`` it hands every extra argument (HF BERT layers get the attention
+    mask) to each layer, and passes a tuple output's first item on as the next hidden state.
+    """
+
+    def __init__(self, layers: list[nn.Module]) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, hidden: Tensor, *args, **kwargs):
+        out = hidden
+        for layer in self.layers:
+            out = layer(hidden, *args, **kwargs)
+            hidden = out[0] if isinstance(out, tuple) else out
+        return out
+
+
 def _layer_list(model: nn.Module, path: str, role: str) -> tuple[nn.Module, str, nn.ModuleList]:
     try:
         layers = model.get_submodule(path)
@@ -67,7 +86,9 @@ class Theseus(Method):
     def __init__(self, student, teacher=None, config=None, example_batch=None) -> None:
         super().__init__(student, teacher, config, example_batch)
         cfg = self.config
-        self._parent, self._leaf, s_layers = _layer_list(student, cfg.student_layers, "student")
+        # the layer list's parent is looked up by path, never stored: as a module attribute it would
+        # register the student a second time (duplicate, shared tensors in state_dict and checkpoints)
+        _, self._leaf, s_layers = _layer_list(student, cfg.student_layers, "student")
         _, _, t_layers = _layer_list(teacher, cfg.teacher_layers, "teacher")
         n, big_n = len(s_layers), len(t_layers)
         if n == 0 or big_n % n:
@@ -104,18 +125,23 @@ class Theseus(Method):
                 if not name.startswith(skip_s) and name in t_state and t_state[name].shape == tensor.shape:
                     tensor.copy_(t_state[name])
 
+    @property
+    def _parent(self) -> nn.Module:
+        parent_path = self.config.student_layers.rpartition(".")[0]
+        return self.student.get_submodule(parent_path) if parent_path else self.student
+
     def _mixed_forward(self, inputs: Batch, replace: list[bool]) -> Tensor:
-        s_layers = getattr(self._parent, self._leaf)
+        parent = self._parent
+        s_layers = getattr(parent, self._leaf)
         t_layers = self.teacher.get_submodule(self.config.teacher_layers)
         mixed = nn.ModuleList(
-            s_layers[i] if r else nn.Sequential(*(t_layers[j] for j in self.groups[i]))
-            for i, r in enumerate(replace)
+            s_layers[i] if r else _Group([t_layers[j] for j in self.groups[i]]) for i, r in enumerate(replace)
         )
-        self._parent._modules[self._leaf] = mixed  # swap the stack for this forward only
+        parent._modules[self._leaf] = mixed  # swap the stack for this forward only
         try:
             return self.student(**inputs)
         finally:
-            self._parent._modules[self._leaf] = s_layers
+            parent._modules[self._leaf] = s_layers
 
     def on_step_start(self, step: int, total_steps: int) -> None:
         cfg = self.config

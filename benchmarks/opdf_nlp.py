@@ -43,6 +43,12 @@ RESULTS = ROOT / "benchmarks" / "results" / "opdf_nlp.json"
 VARIANTS = ["plain", "svd", "opdf", "opdf_noalign", "plain_lr3x"]
 NOTES = {  # how a base method is set up in its recipes, printed under the table's introduction
     "kd": "KD: Hinton KD (T=2, alpha=0.5) from the 6-layer teacher's logits.",
+    "narrowkd": "KD with the narrower student: hidden 192 (12 heads of 16, FFN 768), half the teacher's "
+    "width, "
+    "weight-selected from the fine-tuned teacher's layers 1, 3, 5 (every 2nd dim, models/bert_narrow.py); 3 "
+    "epochs at lr 1e-3 (control 3e-3), chosen on seed-0 validation of the plain row "
+    "(opdf_nlp_narrow_selection.md). OPDF aligns its 192-wide MPO tensors with the teacher's 384-wide ones "
+    "(equal auxiliary shapes, the central tensor absorbs the width).",
     "theseus": "Theseus (the OPDF paper's own base): the 3 successors (the same 3-layer student) replace the "
     "frozen teacher's layer groups {0,1}, {2,3}, {4,5}, each with probability p = 0.5 -> 1 over the first "
     "half of training, then train alone; task loss only. OPDF aligns successor l with teacher layer 2l+1.",
@@ -123,8 +129,9 @@ def markdown(res: dict) -> str:
         "# OPDF on VADER movie snippets (NLP)",
         "",
         f"Teacher: all-MiniLM-L6-v2 + linear head on the mean-pooled tokens, fine-tuned once "
-        f"({t['train_subset']:,} examples, 1 epoch). Student: 3-layer MiniLM of the same width made of "
-        f"the fine-tuned teacher's layers 1, 3, 5, trained on a {res['subset']:,}-example subset for "
+        f"({t['train_subset']:,} examples, 1 epoch). Student (unless a note below says otherwise): 3-layer "
+        f"MiniLM of the same width made of the fine-tuned teacher's layers 1, 3, 5, trained on a "
+        f"{res['subset']:,}-example subset for "
         f"{res['epochs']} epoch(s); sequences cut at {res['max_len']} tokens; word embeddings frozen for "
         f"every model. Test: {t['test_size']:,} held-out snippets. Test accuracy (%) of the checkpoint "
         f"selected on validation, mean ± std over seeds {res['seeds']}.",

@@ -91,6 +91,7 @@ def main() -> None:
     ap.add_argument("--evals", type=int, default=8)
     ap.add_argument("--test-images", type=int, default=2000)
     ap.add_argument("--align", action="store_true", help="align channels to the template network first")
+    ap.add_argument("--dropout", type=float, default=0.0, help="translator dropout (a variant: own points)")
     ap.add_argument("--out", default="benchmarks/results/kt_functional_scaling.json")
     a = ap.parse_args()
     torch.set_num_threads(1)
@@ -168,6 +169,7 @@ def main() -> None:
                 mse_weight=0.0,
                 func_weight=1.0,
                 template=True,
+                dropout=a.dropout,
             )
             t = time.perf_counter()
             tt, hist = train_translator(train, va, spec, cfg, (x_tr, y_tr), (x_va, y_va), False, banks)
@@ -177,9 +179,11 @@ def main() -> None:
             print(n_full + n_extra, s, st.mean(per_seed[-1]), f"{time.perf_counter() - t:.0f}s", flush=True)
         gen_full = generation_time(a.pairs)
         gen_extra = generation_time(a.extra, -(-n_extra // extra_manifest["shard_size"])) if n_extra else None
-        measured[f"{n_full + n_extra}{'+align' if a.align else ''}"] = {
+        key = f"{n_full + n_extra}{'+align' if a.align else ''}{f'+drop{a.dropout:g}' if a.dropout else ''}"
+        measured[key] = {
             "generation": {"full": gen_full, "large_only": gen_extra},
             "align": a.align,
+            "dropout": a.dropout,
             "per_seed": per_seed,
             "best_val_acc": best_val,
             "epochs": a.epochs,
@@ -194,6 +198,11 @@ def main() -> None:
         results["points"] = {**json.loads(out.read_text())["points"], **results["points"]}
     results["points"].update(measured)
     render(results, a, manifest, extra_manifest, out)
+
+
+def _val(p: dict) -> str:
+    """Mean best validation-network accuracy over seeds (what checkpoint selection saw), or '-'."""
+    return f"{st.mean(p['best_val_acc']):.3f}" if p.get("best_val_acc") else "-"
 
 
 def _gen(p: dict) -> str:
@@ -246,12 +255,17 @@ def render(
         "= std of per-seed means.",
         "",
         "| training networks (full + large-only) | epochs | test acc | seed std | / trained | / random "
-        "| target >= 0.9 trained | generation, 1 process (2) | train time/seed | source |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| target >= 0.9 trained | val acc (selection) | generation, 1 process (2) | train time/seed "
+        "| source |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     al_lab = {True: ", channels aligned", False: ""}
     rows = [
-        (p, f"{p['n_train']} ({p['n_full']} + {p['n_large_only']}){al_lab[p.get('align', False)]}")
+        (
+            p,
+            f"{p['n_train']} ({p['n_full']} + {p['n_large_only']}){al_lab[p.get('align', False)]}"
+            + (f", dropout {p['dropout']:g}" if p.get("dropout") else ""),
+        )
         for p in pts
     ]
     if "control" in results:
@@ -263,7 +277,9 @@ def render(
         md.append(
             f"| {label} | {p['epochs']} | {p['mean']:.3f} ± {p['std']:.3f} | {p['seed_std']:.3f} | "
             f"{p['ratio_trained']:.2f} | {p['ratio_random']:.2f} | "
-            f"{'met' if p['ratio_trained'] >= 0.9 else 'missed'} | {_gen(p)} | {p['train_seconds']:.0f} s | "
+            f"{'met' if p['ratio_trained'] >= 0.9 else 'missed'} | "
+            f"{_val(p)} | "
+            f"{_gen(p)} | {p['train_seconds']:.0f} s | "
             f"{src} |"
         )
     md += [
@@ -298,9 +314,11 @@ def render(
         + ".",
     ]
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    plain, al = [p for p in pts if not p.get("align")], [p for p in pts if p.get("align")]
+    base = [p for p in pts if not p.get("dropout")]
+    plain, al = [p for p in base if not p.get("align")], [p for p in base if p.get("align")]
+    drop = [p for p in pts if p.get("dropout")]
     xs = sorted({p["n_train"] for p in pts})
-    for series, mark, lab in [(plain, "o", ""), (al, "^", ", channels aligned")]:
+    for series, mark, lab in [(plain, "o", ""), (al, "^", ", channels aligned"), (drop, "D", ", dropout")]:
         if series:
             ax.errorbar(
                 [p["n_train"] for p in series],

@@ -144,6 +144,8 @@ def main() -> None:
         extra, extra_manifest = load_pairs(a.extra, spec)
         if a.align:
             extra = align_channels(extra, ref)
+    elif (Path(a.extra) / "manifest.json").exists():  # re-render only: the extra set's manifest
+        extra_manifest = json.loads((Path(a.extra) / "manifest.json").read_text())
     banks: dict = {}
     measured: dict = {}
     for n_extra in a.extra_counts:
@@ -284,20 +286,22 @@ def render(
         )
     md += [
         f"| reference: trained small block | - | {st.mean(ref['trained']):.3f} | - | 1.00 | "
-        f"{t_mean / r_mean:.2f} | - | - | stored pairs |",
+        f"{t_mean / r_mean:.2f} | - | - | - | - | stored pairs |",
         f"| reference: template only | - | {st.mean(ref['template']):.3f} | - | "
-        f"{st.mean(ref['template']) / t_mean:.2f} | {st.mean(ref['template']) / r_mean:.2f} | - | - | - |",
+        f"{st.mean(ref['template']) / t_mean:.2f} | {st.mean(ref['template']) / r_mean:.2f} "
+        "| - | - | - | - | - |",
         *(
             [
                 f"| reference: template only, channels aligned | - | "
                 f"{st.mean(ref['template_aligned']):.3f} | - | "
                 f"{st.mean(ref['template_aligned']) / t_mean:.2f} | "
-                f"{st.mean(ref['template_aligned']) / r_mean:.2f} | - | - | - |"
+                f"{st.mean(ref['template_aligned']) / r_mean:.2f} | - | - | - | - | - |"
             ]
             if "template_aligned" in ref
             else []
         ),
-        f"| reference: random init | - | {r_mean:.3f} | - | {r_mean / t_mean:.2f} | 1.00 | - | - | - |",
+        f"| reference: random init | - | {r_mean:.3f} | - | {r_mean / t_mean:.2f} | 1.00 "
+        "| - | - | - | - | - |",
         "",
         "Generation = sum of the per-shard wall times of every network the point uses (all full pairs, "
         "incl. validation and test networks, + its large-only networks), i.e. one process on this "

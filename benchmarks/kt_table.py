@@ -151,6 +151,7 @@ def merge_scaling_row(a: argparse.Namespace) -> None:
     name = (
         f"functional (CE+KL), Mixer, {p['n_train']} networks ({p['n_full']} full + "
         f"{p['n_large_only']} large-only){', channels aligned' if p.get('align') else ''}"
+        + (f", translator dropout {p['dropout']:g}" if p.get("dropout") else "")
     )
     gen = p.get("generation_seconds")
     trained_row = rows.pop(TRAINED)  # keep the upper bound last

@@ -33,7 +33,7 @@ from kdforge.data import load_dataset  # noqa: E402
 from kdforge.methods.translation import networks as N  # noqa: E402
 from kdforge.methods.translation.align import align_channels  # noqa: E402
 from kdforge.methods.translation.evaluate import random_small, small_accuracy, split_networks  # noqa: E402
-from kdforge.methods.translation.pairs import load_pairs, merge_pair_sets  # noqa: E402
+from kdforge.methods.translation.pairs import generation_time, load_pairs, merge_pair_sets  # noqa: E402
 from kdforge.methods.translation.train import TrainConfig, train_translator  # noqa: E402
 
 ROW = "functional (CE+KL), Mixer"
@@ -91,6 +91,7 @@ def main() -> None:
     ap.add_argument("--evals", type=int, default=8)
     ap.add_argument("--test-images", type=int, default=2000)
     ap.add_argument("--align", action="store_true", help="align channels to the template network first")
+    ap.add_argument("--dropout", type=float, default=0.0, help="translator dropout (a variant: own points)")
     ap.add_argument("--out", default="benchmarks/results/kt_functional_scaling.json")
     a = ap.parse_args()
     torch.set_num_threads(1)
@@ -143,7 +144,10 @@ def main() -> None:
         extra, extra_manifest = load_pairs(a.extra, spec)
         if a.align:
             extra = align_channels(extra, ref)
+    elif (Path(a.extra) / "manifest.json").exists():  # re-render only: the extra set's manifest
+        extra_manifest = json.loads((Path(a.extra) / "manifest.json").read_text())
     banks: dict = {}
+    measured: dict = {}
     for n_extra in a.extra_counts:
         if n_extra:
             if n_extra > len(extra["seed"]):
@@ -167,6 +171,7 @@ def main() -> None:
                 mse_weight=0.0,
                 func_weight=1.0,
                 template=True,
+                dropout=a.dropout,
             )
             t = time.perf_counter()
             tt, hist = train_translator(train, va, spec, cfg, (x_tr, y_tr), (x_va, y_va), False, banks)
@@ -174,8 +179,13 @@ def main() -> None:
             per_seed.append(small_accuracy(te, tt.translate(te), x_te, y_te, skip).tolist())
             best_val.append(hist["best_val_acc"])
             print(n_full + n_extra, s, st.mean(per_seed[-1]), f"{time.perf_counter() - t:.0f}s", flush=True)
-        results["points"][f"{n_full + n_extra}{'+align' if a.align else ''}"] = {
+        gen_full = generation_time(a.pairs)
+        gen_extra = generation_time(a.extra, -(-n_extra // extra_manifest["shard_size"])) if n_extra else None
+        key = f"{n_full + n_extra}{'+align' if a.align else ''}{f'+drop{a.dropout:g}' if a.dropout else ''}"
+        measured[key] = {
+            "generation": {"full": gen_full, "large_only": gen_extra},
             "align": a.align,
+            "dropout": a.dropout,
             "per_seed": per_seed,
             "best_val_acc": best_val,
             "epochs": a.epochs,
@@ -186,7 +196,25 @@ def main() -> None:
             "source": "measured",
             "command": " ".join(["kt_functional_scaling.py", *sys.argv[1:]]),
         }
+    if out.exists():  # another invocation may have written points meanwhile (parallel runs): keep them
+        results["points"] = {**json.loads(out.read_text())["points"], **results["points"]}
+    results["points"].update(measured)
     render(results, a, manifest, extra_manifest, out)
+
+
+def _val(p: dict) -> str:
+    """Mean best validation-network accuracy over seeds (what checkpoint selection saw), or '-'."""
+    return f"{st.mean(p['best_val_acc']):.3f}" if p.get("best_val_acc") else "-"
+
+
+def _gen(p: dict) -> str:
+    """'X min (Y min)': generation of a point's networks in one process (split over two)."""
+    g = p.get("generation")
+    if not g or g["full"]["untimed"] or (g["large_only"] or {}).get("untimed"):
+        return "-"
+    secs = g["full"]["seconds"] + (g["large_only"] or {}).get("seconds", 0.0)
+    p["generation_seconds"] = secs
+    return f"{secs / 60:.0f} min ({secs / 120:.0f} min)"
 
 
 def render(
@@ -194,6 +222,18 @@ def render(
 ) -> None:
     """Write the JSON (with provenance), the markdown table and the learning-curve PNG."""
     ref = results["reference"]
+    sets = {"full": Path(a.pairs), "large_only": Path(a.extra)}
+    for p in results["points"].values():  # points measured before shards recorded their timing
+        if "generation" not in p and all(d.exists() for d in sets.values()):
+            n_lo, size = p["n_large_only"], (extra_manifest or manifest)["shard_size"]
+            g = {
+                "full": generation_time(sets["full"]),
+                "large_only": generation_time(sets["large_only"], -(-n_lo // size)) if n_lo else None,
+                "note": "from the regenerated pair sets (same commands and seeds)",
+            }
+            if (g["large_only"] or {}).get("networks", n_lo) >= n_lo:  # those shards exist now
+                p["generation"] = g
+    results["generation_sets"] = {k: generation_time(d) for k, d in sets.items() if d.exists()}
     t_mean = st.mean(ref["trained"])
     r_mean = st.mean(v for s in ref["random"] for v in s)
     pts = sorted(results["points"].values(), key=lambda p: (p.get("align", False), p["n_train"]))
@@ -217,12 +257,17 @@ def render(
         "= std of per-seed means.",
         "",
         "| training networks (full + large-only) | epochs | test acc | seed std | / trained | / random "
-        "| target >= 0.9 trained | train time/seed | source |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| target >= 0.9 trained | val acc (selection) | generation, 1 process (2) | train time/seed "
+        "| source |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     al_lab = {True: ", channels aligned", False: ""}
     rows = [
-        (p, f"{p['n_train']} ({p['n_full']} + {p['n_large_only']}){al_lab[p.get('align', False)]}")
+        (
+            p,
+            f"{p['n_train']} ({p['n_full']} + {p['n_large_only']}){al_lab[p.get('align', False)]}"
+            + (f", dropout {p['dropout']:g}" if p.get("dropout") else ""),
+        )
         for p in pts
     ]
     if "control" in results:
@@ -234,33 +279,50 @@ def render(
         md.append(
             f"| {label} | {p['epochs']} | {p['mean']:.3f} ± {p['std']:.3f} | {p['seed_std']:.3f} | "
             f"{p['ratio_trained']:.2f} | {p['ratio_random']:.2f} | "
-            f"{'met' if p['ratio_trained'] >= 0.9 else 'missed'} | {p['train_seconds']:.0f} s | {src} |"
+            f"{'met' if p['ratio_trained'] >= 0.9 else 'missed'} | "
+            f"{_val(p)} | "
+            f"{_gen(p)} | {p['train_seconds']:.0f} s | "
+            f"{src} |"
         )
     md += [
         f"| reference: trained small block | - | {st.mean(ref['trained']):.3f} | - | 1.00 | "
-        f"{t_mean / r_mean:.2f} | - | - | stored pairs |",
+        f"{t_mean / r_mean:.2f} | - | - | - | - | stored pairs |",
         f"| reference: template only | - | {st.mean(ref['template']):.3f} | - | "
-        f"{st.mean(ref['template']) / t_mean:.2f} | {st.mean(ref['template']) / r_mean:.2f} | - | - | - |",
+        f"{st.mean(ref['template']) / t_mean:.2f} | {st.mean(ref['template']) / r_mean:.2f} "
+        "| - | - | - | - | - |",
         *(
             [
                 f"| reference: template only, channels aligned | - | "
                 f"{st.mean(ref['template_aligned']):.3f} | - | "
                 f"{st.mean(ref['template_aligned']) / t_mean:.2f} | "
-                f"{st.mean(ref['template_aligned']) / r_mean:.2f} | - | - | - |"
+                f"{st.mean(ref['template_aligned']) / r_mean:.2f} | - | - | - | - | - |"
             ]
             if "template_aligned" in ref
             else []
         ),
-        f"| reference: random init | - | {r_mean:.3f} | - | {r_mean / t_mean:.2f} | 1.00 | - | - | - |",
+        f"| reference: random init | - | {r_mean:.3f} | - | {r_mean / t_mean:.2f} | 1.00 "
+        "| - | - | - | - | - |",
+        "",
+        "Generation = sum of the per-shard wall times of every network the point uses (all full pairs, "
+        "incl. validation and test networks, + its large-only networks), i.e. one process on this "
+        "shared CPU; (2) = that split over two processes, as the sets were made. Measured set walls: "
+        + "; ".join(
+            f"{k}: {g['networks']} networks, {g['wall_seconds'] / 60:.1f} min wall, "
+            f"{g['seconds'] / 60:.1f} process-min"
+            for k, g in results["generation_sets"].items()
+        )
+        + ".",
         "",
         "Imported points: "
         + ("; ".join(f"{p['n_train']}: {p['source']}" for p in pts if p["source"] != "measured") or "none")
         + ".",
     ]
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    plain, al = [p for p in pts if not p.get("align")], [p for p in pts if p.get("align")]
+    base = [p for p in pts if not p.get("dropout")]
+    plain, al = [p for p in base if not p.get("align")], [p for p in base if p.get("align")]
+    drop = [p for p in pts if p.get("dropout")]
     xs = sorted({p["n_train"] for p in pts})
-    for series, mark, lab in [(plain, "o", ""), (al, "^", ", channels aligned")]:
+    for series, mark, lab in [(plain, "o", ""), (al, "^", ", channels aligned"), (drop, "D", ", dropout")]:
         if series:
             ax.errorbar(
                 [p["n_train"] for p in series],

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics as st
+import sys
 import time
 from pathlib import Path
 
@@ -39,8 +40,143 @@ ROWS = {
 }
 
 
+TRAINED = "trained small block (upper bound)"
+
+
 def _ms(v: list[float]) -> str:
     return f"{st.mean(v):.3f} ± {st.stdev(v) if len(v) > 1 else 0.0:.3f}"
+
+
+def render_md(results: dict) -> str:
+    """The markdown table of ``results`` (rows + info); fills each row's mean/std/ratios/verdict."""
+    i = results["info"]
+    rnd, trained = results["rows"]["random init"]["per_seed"], results["rows"][TRAINED]["per_seed"][0]
+    gen_min = i["generation_seconds"] / 60
+    md = [
+        f"# Knowledge Translation on {i['dataset']}: held-out test networks",
+        "",
+        f"Pair set `{i['pairs']}`: {i['n_all']} pairs ({i['n_train']} train / {i['n_val']} validation / "
+        f"{i['n_test']} test networks), small block skip={i['skip']}, pair schedule "
+        f"{i['schedule']}. Generating all {i['n_all']} pairs took {gen_min:.1f} min (wall) on a "
+        f"2-core CPU shared with other jobs. Translators: dim={i['dim']}, depth={i['depth']}, "
+        f"{i['batch_size']} networks per step, seeds {i['seeds']}; checkpoint = best mean accuracy on the "
+        f"validation networks (test networks are never used for selection). Accuracy on the first "
+        f"{i['test_images']} test images, each small block between its own network's frozen begin/last.",
+        "mean ± std over all (test network, translator seed) values; 'seed std' = std of per-seed means.",
+        "",
+        "| row | epochs | test acc | seed std | / trained | / random "
+        "| targets (>= 2x random, >= 0.9 trained) | #train pairs | gen. time (all pairs) | train time/seed |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    r_mean = st.mean(v for s in rnd for v in s)
+    t_mean = st.mean(trained)
+    translators = [*i["translator_rows"], *results.get("merged", {})]
+    for name, row in results["rows"].items():
+        flat = [v for s in row["per_seed"] for v in s]
+        seed_means = [st.mean(s) for s in row["per_seed"]]
+        row.update(
+            mean=st.mean(flat),
+            std=st.stdev(flat) if len(flat) > 1 else 0.0,
+            seed_std=st.stdev(seed_means) if len(seed_means) > 1 else 0.0,
+            ratio_trained=st.mean(flat) / t_mean,
+            ratio_random=st.mean(flat) / r_mean,
+        )
+        row["meets_targets"] = row["ratio_random"] >= 2.0 and row["ratio_trained"] >= 0.9
+        verdict = ("met" if row["meets_targets"] else "missed") if name in translators else "-"
+        ts = "-" if row["train_seconds"] is None else f"{row['train_seconds']:.0f} s"
+        gen = row.get("generation", f"{gen_min:.1f} min")
+        md.append(
+            f"| {name} | {row.get('epochs', '-')} | {_ms(flat)} | {row['seed_std']:.3f} | "
+            f"{row['ratio_trained']:.2f} | {row['ratio_random']:.2f} | {verdict} | "
+            f"{row.get('n_train', i['n_train'])} | {gen} | {ts} |"
+        )
+    met = [n for n in translators if results["rows"][n]["meets_targets"]]
+    md += ["", f"Targets met by: {', '.join(met) if met else 'no translator row'}."]
+    for name, m in results.get("merged", {}).items():
+        md.append(
+            f"\nRow '{name}' merged from `{m['source']}` point `{m['point']}` (same test networks: "
+            f"trained and random-init accuracies checked equal; its command `{m['command']}`, "
+            f"date {m['date']}, commit {m['git_commit']}). Its #train pairs counts full pairs + "
+            "large-only networks; its generation time is the sum of the per-shard wall times of "
+            "every network it uses (one process on this shared CPU; in brackets: split over two "
+            "processes, as made)."
+        )
+    return "\n".join(md)
+
+
+def merge_scaling_row(a: argparse.Namespace) -> None:
+    """Add one point of kt_functional_scaling.json to the table as a row (no training)."""
+    from kdforge.errors import KdforgeError
+    from kdforge.report.provenance import provenance, write_results
+
+    out = Path(a.out)
+    results, scaling = json.loads(out.read_text()), json.loads(Path(a.merge_scaling).read_text())
+    if a.point not in scaling["points"]:
+        raise KdforgeError(
+            f"no point '{a.point}' in {a.merge_scaling}", f"pick one of {sorted(scaling['points'])}"
+        )
+    ref, rows = scaling["reference"], results["rows"]
+    pairs_ = [(rows[TRAINED]["per_seed"][0], ref["trained"])]
+    pairs_ += list(zip(rows["random init"]["per_seed"], ref["random"], strict=True))
+    same = all(
+        len(x) == len(y) and max(abs(u - v) for u, v in zip(x, y, strict=True)) < 1e-6 for x, y in pairs_
+    )
+    if not same:
+        raise KdforgeError(
+            f"{a.merge_scaling} scored other test networks than {out}",
+            "merge only points measured on the same pair set and split",
+        )
+    if "info" not in results:  # tables written before render_md: rebuild the header facts
+        c = results["provenance"]["config"]
+        n_tr = scaling["points"][a.point]["n_full"]
+        results["info"] = {
+            "dataset": c["manifest"]["dataset"],
+            "pairs": c["pairs"],
+            "n_all": n_tr + ref["n_val"] + ref["n_test"],
+            "n_train": n_tr,
+            "n_val": ref["n_val"],
+            "n_test": ref["n_test"],
+            "skip": c["manifest"]["spec"]["small_skip"],
+            "schedule": c["manifest"]["schedule"],
+            "generation_seconds": c["generation_seconds"],
+            "dim": c["dim"],
+            "depth": c["depth"],
+            "batch_size": c["batch_size"],
+            "seeds": results["provenance"]["seeds"],
+            "test_images": c["test_images"],
+            "translator_rows": list(c["rows"]),
+        }
+    p = scaling["points"][a.point]
+    sc = scaling["provenance"]["config"]
+    name = (
+        f"functional (CE+KL), Mixer, {p['n_train']} networks ({p['n_full']} full + "
+        f"{p['n_large_only']} large-only){', channels aligned' if p.get('align') else ''}"
+        + (f", translator dropout {p['dropout']:g}" if p.get("dropout") else "")
+    )
+    gen = p.get("generation_seconds")
+    trained_row = rows.pop(TRAINED)  # keep the upper bound last
+    rows[name] = {
+        "per_seed": p["per_seed"],
+        "epochs": p["epochs"],
+        "train_seconds": p["train_seconds"],
+        "n_train": p["n_train"],
+        "generation": f"{gen / 60:.0f} min ({gen / 120:.0f} min)" if gen else "-",
+        "generation_seconds": gen,
+        "dim": sc["dim"],
+        "depth": sc["depth"],
+    }
+    rows[TRAINED] = trained_row
+    sp = scaling["provenance"]
+    results.setdefault("merged", {})[name] = {
+        "source": a.merge_scaling,
+        "point": a.point,
+        "command": p.get("command", sp["command"]),
+        "date": sp["date"],
+        "git_commit": sp["git_commit"],
+        "merge": provenance({"merge_scaling": a.merge_scaling, "point": a.point}),
+    }
+    write_results(out, results, render_md(results))
+    print(render_md(results))
 
 
 def main() -> None:
@@ -62,7 +198,16 @@ def main() -> None:
     ap.add_argument("--evals", type=int, default=20, help="validation evaluations per training run")
     ap.add_argument("--rows", nargs="*", default=None, help="subset of row names to run")
     ap.add_argument("--out", default="benchmarks/results/kt_table.json")
+    ap.add_argument("--merge-scaling", default=None, help="kt_functional_scaling JSON: add a point as a row")
+    ap.add_argument("--point", default=None, help="key of the point to add (e.g. 311+align)")
     a = ap.parse_args()
+    if a.merge_scaling:
+        from kdforge.errors import KdforgeError
+
+        try:
+            return merge_scaling_row(a)
+        except KdforgeError as e:
+            sys.exit(f"error: {e.cause}\nfix: {e.fix}")
     torch.set_num_threads(a.threads)
     pairs, manifest = load_pairs(a.pairs)
     spec = N.BlockSpec(**manifest["spec"])
@@ -117,50 +262,26 @@ def main() -> None:
             results["curves"].setdefault(name, []).append(hist)
             print(name, s, st.mean(per_seed[-1]), flush=True)
         results["rows"][name] = {"per_seed": per_seed, "train_seconds": secs / len(a.seeds), "epochs": epochs}
-    results["rows"]["trained small block (upper bound)"] = {"per_seed": [trained], "train_seconds": None}
-    n_all, n_tr = len(pairs["seed"]), len(tr["seed"])
-    md = [
-        f"# Knowledge Translation on {ds}: held-out test networks",
-        "",
-        f"Pair set `{a.pairs}`: {n_all} pairs ({n_tr} train / {len(va['seed'])} validation / "
-        f"{len(te['seed'])} test networks), small block skip={skip}, pair schedule "
-        f"{manifest['schedule']}. Generating all {n_all} pairs took {gen_s / 60:.1f} min (wall) on a "
-        f"2-core CPU shared with other jobs. Translators: dim={a.dim}, depth={a.depth}, "
-        f"{a.batch_size} networks per step, seeds {a.seeds}; checkpoint = best mean accuracy on the "
-        f"validation networks (test networks are never used for selection). Accuracy on the first "
-        f"{len(y_te)} test images, each small block between its own network's frozen begin/last.",
-        "mean ± std over all (test network, translator seed) values; 'seed std' = std of per-seed means.",
-        "",
-        "| row | epochs | test acc | seed std | / trained | / random "
-        "| targets (>= 2x random, >= 0.9 trained) | #train pairs | gen. time (all pairs) | train time/seed |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    r_mean = st.mean(v for s in rnd for v in s)
-    t_mean = st.mean(trained)
-    for name, row in results["rows"].items():
-        flat = [v for s in row["per_seed"] for v in s]
-        seed_means = [st.mean(s) for s in row["per_seed"]]
-        row.update(
-            mean=st.mean(flat),
-            std=st.stdev(flat) if len(flat) > 1 else 0.0,
-            seed_std=st.stdev(seed_means) if len(seed_means) > 1 else 0.0,
-            ratio_trained=st.mean(flat) / t_mean,
-            ratio_random=st.mean(flat) / r_mean,
-        )
-        row["meets_targets"] = row["ratio_random"] >= 2.0 and row["ratio_trained"] >= 0.9
-        is_tr = name in rows
-        verdict = ("met" if row["meets_targets"] else "missed") if is_tr else "-"
-        ts = "-" if row["train_seconds"] is None else f"{row['train_seconds']:.0f} s"
-        md.append(
-            f"| {name} | {row.get('epochs', '-')} | {_ms(flat)} | {row['seed_std']:.3f} | "
-            f"{row['ratio_trained']:.2f} | {row['ratio_random']:.2f} | {verdict} | {n_tr} | "
-            f"{gen_s / 60:.1f} min | {ts} |"
-        )
-    met = [n for n in rows if results["rows"][n]["meets_targets"]]
-    md += [
-        "",
-        f"Targets met by: {', '.join(met) if met else 'no translator row'}.",
-    ]
+    results["rows"][TRAINED] = {"per_seed": [trained], "train_seconds": None}
+    results["info"] = {
+        "dataset": ds,
+        "pairs": a.pairs,
+        "n_all": len(pairs["seed"]),
+        "n_train": len(tr["seed"]),
+        "n_val": len(va["seed"]),
+        "n_test": len(te["seed"]),
+        "skip": skip,
+        "schedule": manifest["schedule"],
+        "generation_seconds": gen_s,
+        "dim": a.dim,
+        "depth": a.depth,
+        "batch_size": a.batch_size,
+        "seeds": a.seeds,
+        "test_images": len(y_te),
+        "translator_rows": list(rows),
+    }
+    md = render_md(results)
+    r_mean, t_mean = st.mean(v for s in rnd for v in s), st.mean(trained)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     stem = out.stem.replace("kt_table", "kt")

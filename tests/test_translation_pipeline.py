@@ -15,6 +15,7 @@ from kdforge.methods.translation.evaluate import evaluate, split_networks
 from kdforge.methods.translation.pairs import (
     PairConfig,
     Schedule,
+    generation_time,
     load_pairs,
     make_pairs,
     merge_pair_sets,
@@ -77,6 +78,16 @@ def test_pairs_are_stored_resumable_and_learn(pair_dir, digits, cfg):
     info = make_pairs(pair_dir, cfg, range(0, 3), digits, progress=False)
     assert info["made"] == 2 and shard_path(pair_dir, 1).stat().st_mtime_ns == before
     assert torch.equal(load_pairs(pair_dir)[0]["large.conv1"], p["large.conv1"])  # deterministic redo
+
+
+def test_generation_time_comes_from_the_shards(pair_dir, tmp_path):
+    t = generation_time(pair_dir)
+    assert t["shards"] == 3 and t["networks"] == 6 and t["untimed"] == 0
+    assert t["seconds"] > 0 and t["wall_seconds"] > 0
+    first = generation_time(pair_dir, shards=1)
+    assert first["networks"] == 2 and 0 < first["seconds"] < t["seconds"]
+    empty = generation_time(tmp_path)
+    assert empty == {"shards": 0, "networks": 0, "seconds": 0.0, "wall_seconds": 0.0, "untimed": 0}
 
 
 def test_bad_pair_sets_give_clear_errors(pair_dir, tmp_path, digits, cfg):

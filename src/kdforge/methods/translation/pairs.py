@@ -329,13 +329,43 @@ def make_pairs(
         test = {k: v[: cfg.eval_images] for k, v in test.items()}
     t0, made = time.perf_counter(), 0
     for i in tqdm(todo, desc="pair shards", disable=not progress):
+        t_shard = time.perf_counter()
         seeds = [cfg.seed * 10**6 + i * cfg.shard_size + j for j in range(cfg.shard_size)]
         tensors = train_pairs(seeds, cfg, train, test, engine)
         tmp = shard_path(out, i).with_suffix(f".tmp{os.getpid()}")
-        save_file(tensors, str(tmp), metadata={"shard": str(i)})
+        timing = {"seconds": f"{time.perf_counter() - t_shard:.3f}", "finished": f"{time.time():.3f}"}
+        save_file(tensors, str(tmp), metadata={"shard": str(i), **timing})
         os.replace(tmp, shard_path(out, i))
         made += len(seeds)
     return {"made": made, "seconds": time.perf_counter() - t0}
+
+
+def generation_time(directory: str | Path, shards: int | None = None) -> dict:
+    """Generation cost of a pair set from its shards' metadata (written by :func:`make_pairs`).
+
+    Args:
+        shards: Count only the first ``shards`` shard files (e.g. the networks a run used).
+
+    Returns ``shards``, ``networks``, ``seconds`` (sum of per-shard wall seconds, i.e. the time one
+    process would need on this machine's load) and ``wall_seconds`` (first shard start to last shard
+    end, over all processes that made the set). Shards written before timing was recorded are
+    counted in ``untimed``.
+    """
+    from safetensors import safe_open
+
+    files = sorted(Path(directory).glob("shard_*.safetensors"))[:shards]
+    secs, starts, ends, untimed, nets = 0.0, [], [], 0, 0
+    for f in files:
+        with safe_open(str(f), "pt") as h:
+            meta = h.metadata() or {}
+            nets += h.get_slice("seed").get_shape()[0]
+        if "seconds" not in meta:
+            untimed += 1
+            continue
+        s, end = float(meta["seconds"]), float(meta["finished"])
+        secs, starts, ends = secs + s, [*starts, end - s], [*ends, end]
+    wall = max(ends) - min(starts) if ends else 0.0
+    return {"shards": len(files), "networks": nets, "seconds": secs, "wall_seconds": wall, "untimed": untimed}
 
 
 def load_pairs(directory: str | Path, spec: N.BlockSpec | None = None) -> tuple[dict[str, Tensor], dict]:

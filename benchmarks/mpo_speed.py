@@ -145,6 +145,72 @@ def bench_student(repeats: int) -> dict:
     }
 
 
+NLP_PATTERNS = [  # the OPDF NLP recipes' targets (configs/opdf/nlp_kd_opdf.yaml)
+    r"re:.*encoder\.layer\.\d+\.attention\.self\.(query|key|value)",
+    r"re:.*encoder\.layer\.\d+\.attention\.output\.dense",
+    r"re:.*encoder\.layer\.\d+\.(intermediate|output)\.dense",
+]
+
+
+def bench_bert_student(repeats: int, batch: int = 32, seq: int = 32, n: int = 3) -> dict:
+    """The NLP student of configs/opdf (3-layer MiniLM, width 384, every attention/FFN linear as MPO).
+
+    A cross-entropy step on random token ids (batch x seq, no padding) with AdamW, word embeddings
+    frozen as in the recipes. Plain and MPO steps alternate and the *fastest* of each counts: other
+    jobs on a shared machine only ever add time, so the minimum is the least disturbed estimate.
+    """
+    from kdforge.models.hf import minilm_student  # late: loads transformers
+
+    torch.manual_seed(0)
+    plain = minilm_student((seq,), 2, freeze_word_embeddings=True)
+    op = minilm_student((seq,), 2, freeze_word_embeddings=True)
+    op.load_state_dict(plain.state_dict())
+    overparameterize(op, NLP_PATTERNS, "mpo", n=n)
+    ids = torch.randint(1000, 30000, (batch, seq))
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    y = torch.randint(0, 2, (batch,))
+
+    def step_fn(model: nn.Module) -> Callable[[], None]:
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
+
+        def step() -> None:
+            opt.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(model(**inputs), y).backward()
+            opt.step()
+
+        return step
+
+    s_plain, s_op = step_fn(plain), step_fn(op)
+    s_plain(), s_op()  # warm-up
+    t_plain, t_op = [], []
+    for _ in range(max(4, repeats * 3)):
+        t_plain.append(timeit(s_plain, 1, 0))
+        t_op.append(timeit(s_op, 1, 0))
+    collapsed = collapse(op).eval()
+    plain.eval()
+    lat_plain, lat_col = [], []
+    with torch.no_grad():
+        for _ in range(repeats * 6):
+            lat_plain.append(timeit(lambda: plain(**inputs), 1, 0))
+            lat_col.append(timeit(lambda: collapsed(**inputs), 1, 0))
+    trainable = lambda m: sum(p.numel() for p in m.parameters() if p.requires_grad)  # noqa: E731
+    return {
+        "model": f"3-layer MiniLM (width 384), attention+FFN linears as MPO n={n}",
+        "batch": batch,
+        "seq": seq,
+        "plain_params": count_parameters(plain),
+        "plain_trainable": trainable(plain),
+        "train_time_trainable": trainable(op),
+        "collapsed_params": count_parameters(collapsed),
+        "plain_step_s": min(t_plain),
+        "mpo_step_s": min(t_op),
+        "train_step_ratio": min(t_op) / min(t_plain),
+        "latency_ratio_collapsed_vs_plain": min(lat_col) / min(lat_plain),
+        "latency_plain_ms": 1e3 * min(lat_plain),
+        "load_average": os.getloadavg(),
+    }
+
+
 def markdown(res: dict) -> str:
     """Render the results as markdown tables."""
     lines = ["# MPO speed", "", "## Decomposition (untruncated, n=5, float32, 1 thread)", ""]
@@ -183,6 +249,28 @@ def markdown(res: dict) -> str:
         f"- inference latency collapsed / plain: {s['latency_ratio_collapsed_vs_plain']:.3f} "
         f"(plain {s['latency_plain_ms']:.3f} ms per batch of 256)",
     ]
+    bert = res.get("bert_student") or []
+    if bert:
+        b0 = bert[0]
+        lines += [
+            "",
+            f"## NLP student: {b0['model']}",
+            "",
+            f"Parameters: plain {b0['plain_params']:,} ({b0['plain_trainable']:,} trainable), training "
+            f"{b0['train_time_trainable']:,} trainable, collapsed {b0['collapsed_params']:,}. "
+            "Cross-entropy + AdamW step; plain and MPO steps alternate, fastest of each counts "
+            f"(load average at the end: {b0['load_average'][0]:.1f} on {os.cpu_count()} cores).",
+            "",
+            "| batch x tokens | plain step (s) | MPO step (s) | step ratio (target <= 1.5x) "
+            "| latency collapsed / plain |",
+            "|---|---|---|---|---|",
+        ]
+        for b in bert:
+            verdict = "met" if b["train_step_ratio"] <= 1.5 else "**missed**"
+            lines.append(
+                f"| {b['batch']}x{b['seq']} | {b['plain_step_s']:.2f} | {b['mpo_step_s']:.2f} | "
+                f"{b['train_step_ratio']:.2f}x ({verdict}) | {b['latency_ratio_collapsed_vs_plain']:.3f} |"
+            )
     return "\n".join(lines)
 
 
@@ -191,6 +279,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rows", type=int, nargs="+", default=[1, 128, 2048])
+    ap.add_argument(
+        "--tokens", type=int, nargs="+", default=[32, 128], help="NLP student sequence lengths (32: recipes)"
+    )
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -198,8 +289,9 @@ def main() -> None:
         "decomposition": bench_decomposition(args.repeats),
         "train_step": bench_train_step(args.repeats, args.rows),
         "student": bench_student(args.repeats),
+        "bert_student": [bench_bert_student(args.repeats, seq=t) for t in args.tokens],
     }
-    cfg = {"repeats": args.repeats, "threads": args.threads, "rows": args.rows}
+    cfg = {"repeats": args.repeats, "threads": args.threads, "rows": args.rows, "tokens": args.tokens}
     res["provenance"] = provenance(cfg, command=" ".join(["python", *sys.argv]))
     write_results(args.out, res, markdown(res))
     print(markdown(res))

@@ -43,6 +43,9 @@ RESULTS = ROOT / "benchmarks" / "results" / "opdf_nlp.json"
 VARIANTS = ["plain", "svd", "opdf", "opdf_noalign", "plain_lr3x"]
 NOTES = {  # how a base method is set up in its recipes, printed under the table's introduction
     "kd": "KD: Hinton KD (T=2, alpha=0.5) from the 6-layer teacher's logits.",
+    "adkd": "AD-KD: Hinton KD (T=2, alpha=0.5) + beta=1 x attribution alignment, Integrated Gradients on the "
+    "word-embedding output with 2 steps for the teacher's top-1 class (cut from the paper's settings to fit "
+    "the CPU budget).",
     "narrowkd": "KD with the narrower student: hidden 192 (12 heads of 16, FFN 768), half the teacher's "
     "width, "
     "weight-selected from the fine-tuned teacher's layers 1, 3, 5 (every 2nd dim, models/bert_narrow.py); 3 "

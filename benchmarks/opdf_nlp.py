@@ -22,20 +22,17 @@ Writes ``benchmarks/results/opdf_nlp.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 from kdforge.config import load_recipe
-from kdforge.engine.run import build_method, load_splits, load_student
+from kdforge.engine.run import build_method, load_splits
 from kdforge.engine.trainer import evaluate
-from kdforge.models import build_model
 from kdforge.report.provenance import provenance, write_results
-from opdf_vision import _ms, _run  # same runner and mean ± std as the vision grid
+from opdf_vision import _ms, _run, grid_row, latency_ratio, opdf_deltas  # shared with the vision grid
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs" / "opdf"
@@ -90,39 +87,13 @@ class _TeacherEval(torch.nn.Module):
         return self.teacher(**{k: v for k, v in batch.items() if k != "y"})
 
 
-def latency_ratio(
-    exported: Path, blocks: int = 9, per_block: int = 10, batch: int = 8, tokens: int = 32
-) -> float:
-    """Latency of the exported student over a freshly built plain one (same arch), side by side.
-
-    Interleaved blocks; within a block the fastest call of each model counts (robust to other
-    jobs on a shared machine); the ratio is the median over blocks.
-    """
-    model = load_student(exported).eval()
-    spec = json.loads(exported.with_suffix(".json").read_text())
-    plain = build_model(
-        spec["model"], tuple(spec["input_shape"]), spec["num_classes"], **spec["kwargs"]
-    ).eval()
-    assert [type(m) for m in model.modules()] == [type(m) for m in plain.modules()]
+def text_inputs(batch: int = 8, tokens: int = 32) -> dict[str, torch.Tensor]:
+    """A fixed batch of random token ids (no padding) for latency timing."""
     g = torch.Generator().manual_seed(0)
-    x = {
+    return {
         "input_ids": torch.randint(1000, 20000, (batch, tokens), generator=g),
         "attention_mask": torch.ones(batch, tokens, dtype=torch.int64),
     }
-
-    def fastest(m: torch.nn.Module) -> float:
-        best = float("inf")
-        for _ in range(per_block):
-            t = time.perf_counter()
-            m(**x)
-            best = min(best, time.perf_counter() - t)
-        return best
-
-    with torch.no_grad():
-        for _ in range(3):
-            model(**x), plain(**x)
-        ratios = [fastest(model) / fastest(plain) for _ in range(blocks)]
-    return statistics.median(ratios)
 
 
 def markdown(res: dict) -> str:
@@ -217,36 +188,20 @@ def main() -> None:
             recipe, [*args.override, f"name=nlp_{base}_{variant}{tag}_s{args.seeds[0]}"]
         ).run_dir
         rows.append(
-            {
-                "base": base,
-                "variant": variant,
-                "recipe": str(recipe.relative_to(ROOT)),
-                "test_acc": [r["test_acc"] for r in done],
-                "val_acc": [r["val_acc"] for r in done],
-                "train_params": done[0]["train_params"],
-                "inference_params": done[0]["student_params"],
-                "latency_ratio": latency_ratio(out_dir / "student.safetensors"),
-                "train_time_s": [r["train_time_s"] for r in done],
-            }
+            grid_row(
+                base,
+                variant,
+                recipe,
+                done,
+                latency_ratio=latency_ratio(
+                    out_dir / "student.safetensors", text_inputs(), blocks=9, per_block=10, warmup=3
+                ),
+            )
         )
     first = recipes[0][2]
     t_eval = teacher_on_student_split(first)
     teacher_row = {**teacher, **t_eval, "train_subset": teacher_cfg.data.subset}
-    deltas = []
-    for r in rows:
-        plain = next((p for p in rows if p["base"] == r["base"] and p["variant"] == "plain"), None)
-        if plain is not None and r["variant"].startswith("opdf"):
-            mean = statistics.mean(r["test_acc"])
-            ctrl = next((p for p in rows if p["base"] == r["base"] and p["variant"] == "plain_lr3x"), None)
-            deltas.append(
-                {
-                    "base": r["base"],
-                    "variant": r["variant"],
-                    "delta_points": 100 * (mean - statistics.mean(plain["test_acc"])),
-                    "delta_vs_control": 100 * (mean - statistics.mean(ctrl["test_acc"])) if ctrl else None,
-                    "delta_vs_teacher": 100 * (mean - teacher_row["test_acc"]),
-                }
-            )
+    deltas = opdf_deltas(rows, teacher_row["test_acc"])
     fcfg = load_recipe(first, args.override)
     res = {
         "seeds": args.seeds,

@@ -66,9 +66,16 @@ def _run(recipe: Path, overrides: list[str]) -> dict:
     return summary
 
 
-def latency_ratio(exported: Path, blocks: int = 7, per_block: int = 30) -> float:
+def latency_ratio(
+    exported: Path,
+    inputs: dict[str, torch.Tensor] | None = None,
+    blocks: int = 7,
+    per_block: int = 30,
+    warmup: int = 10,
+) -> float:
     """Latency of the exported student over a freshly built plain one (same arch), side by side.
 
+    ``inputs``: the forward's keyword inputs (default: a batch of 256 random images as ``x``).
     Interleaved blocks; within a block the fastest call of each model counts (robust to other
     jobs on a shared machine); the ratio is the median over blocks.
     """
@@ -78,21 +85,57 @@ def latency_ratio(exported: Path, blocks: int = 7, per_block: int = 30) -> float
         spec["model"], tuple(spec["input_shape"]), spec["num_classes"], **spec["kwargs"]
     ).eval()
     assert [type(m) for m in model.modules()] == [type(m) for m in plain.modules()]
-    x = torch.rand(256, *spec["input_shape"])
+    x = inputs if inputs is not None else {"x": torch.rand(256, *spec["input_shape"])}
 
     def fastest(m: torch.nn.Module) -> float:
         best = float("inf")
         for _ in range(per_block):
             t = time.perf_counter()
-            m(x)
+            m(**x)
             best = min(best, time.perf_counter() - t)
         return best
 
     with torch.no_grad():
-        for _ in range(10):
-            model(x), plain(x)
+        for _ in range(warmup):
+            model(**x), plain(**x)
         ratios = [fastest(model) / fastest(plain) for _ in range(blocks)]
     return statistics.median(ratios)
+
+
+def grid_row(base: str, variant: str, recipe: Path, runs: list[dict], **extra) -> dict:
+    """One table row from a recipe's finished runs (one per seed); ``extra`` fields go in as given."""
+    return {
+        "base": base,
+        "variant": variant,
+        "recipe": str(recipe.relative_to(ROOT)),
+        **extra,
+        "test_acc": [r["test_acc"] for r in runs],
+        "val_acc": [r["val_acc"] for r in runs],
+        "train_params": runs[0]["train_params"],
+        "inference_params": runs[0]["student_params"],
+        "train_time_s": [r["train_time_s"] for r in runs],
+    }
+
+
+def opdf_deltas(rows: list[dict], teacher_acc: float | None = None) -> list[dict]:
+    """Each OPDF row's mean test accuracy minus its base's plain row (and 3x-lr control, teacher), points."""
+    deltas = []
+    for r in rows:
+        same = {p["variant"]: p for p in rows if p["base"] == r["base"]}
+        if "plain" not in same or not r["variant"].startswith("opdf"):
+            continue
+        mean = statistics.mean(r["test_acc"])
+        ctrl = same.get("plain_lr3x")
+        d = {
+            "base": r["base"],
+            "variant": r["variant"],
+            "delta_points": 100 * (mean - statistics.mean(same["plain"]["test_acc"])),
+            "delta_vs_control": 100 * (mean - statistics.mean(ctrl["test_acc"])) if ctrl else None,
+        }
+        if teacher_acc is not None:
+            d["delta_vs_teacher"] = 100 * (mean - teacher_acc)
+        deltas.append(d)
+    return deltas
 
 
 def teacher_of(base: str) -> str:
@@ -249,36 +292,17 @@ def main() -> None:
             runs = [_run(recipe, [f"seed={s}", f"name={base}_{variant}_s{s}"]) for s in args.seeds]
             out_dir = load_recipe(recipe, [f"name={base}_{variant}_s{args.seeds[0]}"]).run_dir
             rows.append(
-                {
-                    "base": base,
-                    "variant": variant,
-                    "recipe": str(recipe.relative_to(ROOT)),
-                    "student": describe_mlp(load_recipe(recipe).student.kwargs),
-                    "teacher": teacher_of(base),
-                    "test_acc": [r["test_acc"] for r in runs],
-                    "val_acc": [r["val_acc"] for r in runs],
-                    "train_params": runs[0]["train_params"],
-                    "inference_params": runs[0]["student_params"],
-                    "latency_ratio": latency_ratio(out_dir / "student.safetensors"),
-                    "train_time_s": [r["train_time_s"] for r in runs],
-                }
+                grid_row(
+                    base,
+                    variant,
+                    recipe,
+                    runs,
+                    student=describe_mlp(load_recipe(recipe).student.kwargs),
+                    teacher=teacher_of(base),
+                    latency_ratio=latency_ratio(out_dir / "student.safetensors"),
+                )
             )
-    deltas = []
-    for r in rows:
-        plain = next((p for p in rows if p["base"] == r["base"] and p["variant"] == "plain"), None)
-        if plain is not None and r["variant"].startswith("opdf"):
-            mean = statistics.mean(r["test_acc"])
-            delta = 100 * (mean - statistics.mean(plain["test_acc"]))
-            ctrl = next((p for p in rows if p["base"] == r["base"] and p["variant"] == "plain_lr3x"), None)
-            vs_ctrl = 100 * (mean - statistics.mean(ctrl["test_acc"])) if ctrl else None
-            deltas.append(
-                {
-                    "base": r["base"],
-                    "variant": r["variant"],
-                    "delta_points": delta,
-                    "delta_vs_control": vs_ctrl,
-                }
-            )
+    deltas = opdf_deltas(rows)
     res = {
         "seeds": args.seeds,
         "subset": subset,

@@ -63,10 +63,10 @@ def test_factor_two_selects_every_other_dim_keeps_heads_and_scales_queries():
     assert torch.equal(sm[key], big[key][::2, ::2])  # (64, 16) -> (32, 8)
     q = "encoder.encoder.layer.0.attention.self.query.weight"
     torch.testing.assert_close(sm[q], big[q][::2, ::2] * math.sqrt(2))
-    # head h of the narrow model holds dims 0, 2, 4, ... of the wide model's head h
-    head_dim = 16 // 2
-    rows = torch.arange(0, 16, 2)
-    assert torch.equal(rows // head_dim, torch.arange(8) // (head_dim // 2))
+    # head h of the narrow model (4 dims) holds dims 0, 2, 4, 6 of the wide model's head h (8 dims)
+    k = "encoder.encoder.layer.0.attention.self.key.weight"
+    for h in range(2):
+        assert torch.equal(sm[k][4 * h : 4 * h + 4], big[k][8 * h : 8 * h + 8 : 2, ::2])
     assert torch.equal(sm["head.weight"], big["head.weight"][:, ::2])
     assert not small.encoder.embeddings.word_embeddings.weight.requires_grad  # freezing carried over
     assert small(**_inputs()).shape == (4, 3)

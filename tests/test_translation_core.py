@@ -10,8 +10,12 @@ from kdforge.methods.translation import networks as N
 from kdforge.methods.translation.augment import Augment
 from kdforge.methods.translation.translator import (
     Translator,
+    context_dim,
+    context_features,
     detokenize_large,
     detokenize_small,
+    hidden_permutation,
+    hidden_rescale,
     n_tokens,
     tokenize_large,
     tokenize_small,
@@ -100,3 +104,62 @@ def test_cli_help_and_bad_input_are_clear(tmp_path):
     assert r.exit_code == 0 and "make-pairs" in r.output and "eval" in r.output
     r = CliRunner().invoke(app, ["eval", "--pairs", str(tmp_path), "--translator", "x.safetensors"])
     assert r.exit_code == 2 and "no manifest.json" in r.output and "fix:" in r.output
+
+
+def test_hidden_reordering_and_rescaling_keep_the_large_block_function():
+    spec = N.BlockSpec(image_size=8)
+    g = torch.Generator().manual_seed(2)
+    p = {k: v[None] for k, v in N.init_params(spec, "large", g).items()}
+    for i in (1, 2):  # non-trivial BN so a wrong index would change the output
+        p[f"large.bn{i}.w"] = torch.rand(1, 6, generator=g) + 0.5
+        p[f"large.bn{i}.b"] = torch.randn(1, 6, generator=g)
+        p[f"stats.large.bn{i}.mean"] = torch.randn(1, 6, generator=g)
+        p[f"stats.large.bn{i}.var"] = torch.rand(1, 6, generator=g) + 0.5
+    tok = tokenize_large(p, spec)
+    perm = torch.tensor([[3, 0, 5, 1, 4, 2]])
+    moved = tok.gather(1, hidden_permutation(spec, perm)[..., None].expand_as(tok))
+    assert not torch.equal(moved, tok)
+    assert torch.equal(moved.sort(1).values, tok.sort(1).values)  # a reordering of the same tokens
+
+    def run(t):
+        q = {k: v[0] for k, v in detokenize_large(t, spec).items()}
+        s = {k[6:]: v for k, v in q.items() if k.startswith("stats.")}
+        return N.large_forward(q, s, h, False, {})
+
+    h = torch.rand(2, 6, 5, 5, generator=g)
+    assert torch.allclose(run(moved), run(tok), atol=1e-6)
+    assert torch.equal(moved[:, -6:], tok[:, -6:])  # BN2 acts on the block's outputs: not reordered
+    scaled = hidden_rescale(tok, spec, torch.tensor([[0.5, 2.0, 1.0, 3.0, 0.25, 1.5]]))
+    assert not torch.allclose(scaled, tok)
+    assert torch.allclose(run(scaled), run(tok), atol=1e-5)
+
+
+def test_context_tokens_read_begin_and_last_and_are_required():
+    spec = N.BlockSpec()
+    g = torch.Generator().manual_seed(3)
+    shared = {k: torch.stack([v, v * 2]) for k, v in N.init_params(spec, "shared", g).items()}
+    stats = {f"stats.{k}": torch.stack([v, v]) for k, v in N.init_stats(spec, "small").items()}
+    ctx = context_features({**shared, **stats}, spec)
+    assert ctx.shape == (2, context_dim(spec))
+    assert not torch.allclose(ctx[0], ctx[1])  # different blocks -> different context
+    t = Translator(spec, "mixer", dim=16, depth=2, context=3)
+    tok = tokenize_large(_fake_pairs(spec, 2), spec)
+    out = t(tok, ctx)
+    out.square().mean().backward()
+    assert t.ctx.weight.grad is not None and t.ctx.weight.grad.abs().sum() > 0
+    with pytest.raises(KdforgeError, match="context"):
+        t(tok)
+    with pytest.raises(KdforgeError, match="context"):
+        Translator(spec, "mlp", context=2)
+
+
+def test_set_translator_ignores_the_order_of_hidden_channels():
+    spec = N.BlockSpec()
+    t = Translator(spec, "set", dim=16, depth=2).eval()
+    tok = tokenize_large(_fake_pairs(spec, 4), spec)
+    perm = torch.stack([torch.randperm(6, generator=torch.Generator().manual_seed(i)) for i in range(4)])
+    moved = tok.gather(1, hidden_permutation(spec, perm)[..., None].expand_as(tok))
+    assert torch.allclose(t(moved), t(tok), atol=1e-5)
+    outer = tok.clone()
+    outer[:, -6:] = outer[:, -6:].flip(1)  # BN2 rows (the block's outputs) are ordered: they matter
+    assert not torch.allclose(t(outer), t(tok), atol=1e-3)

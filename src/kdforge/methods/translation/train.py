@@ -30,7 +30,10 @@ from kdforge.methods.translation.augment import Augment
 from kdforge.methods.translation.pairs import HAS_SMALL
 from kdforge.methods.translation.translator import (
     Translator,
+    context_features,
     detokenize_small,
+    hidden_permutation,
+    hidden_rescale,
     tokenize_large,
     tokenize_small,
 )
@@ -52,6 +55,11 @@ class TrainConfig:
             pair that scores best. Without it a fresh translator writes near-average weights; for
             a skip-less small block these are dead (ReLU outputs all zero), so the functional
             objective gets no gradient and never leaves chance accuracy.
+        context: Context tokens from the begin/last blocks (see :class:`Translator`); 0 = none.
+        hidden_perm: Augmentation: reorder the large block's hidden channels at random per network
+            and step (an exact symmetry of its function, so the target is unchanged).
+        hidden_scale: Augmentation: rescale each hidden channel by ``exp(U(-s, s))`` through BN1 and
+            back through conv2 (exact by ReLU's positive homogeneity); 0 = off.
     """
 
     kind: str = "mixer"
@@ -69,6 +77,9 @@ class TrainConfig:
     eval_every: int = 10
     seed: int = 0
     template: bool = False
+    context: int = 0
+    hidden_perm: bool = False
+    hidden_scale: float = 0.0
     augment: Augment = field(default_factory=Augment)
 
 
@@ -78,15 +89,21 @@ class TrainedTranslator:
     def __init__(self, net: Translator, norm: dict[str, Tensor], cfg: TrainConfig) -> None:
         self.net, self.norm, self.cfg, self.spec = net, norm, cfg, net.spec
 
-    def predict(self, x: Tensor) -> Tensor:
-        """Normalised large-block tokens -> normalised small-block tokens (+ the template, if any)."""
-        y = self.net(x)
+    def predict(self, x: Tensor, ctx: Tensor | None = None) -> Tensor:
+        """Normalised large-block tokens (+ context) -> normalised small-block tokens (+ template)."""
+        y = self.net(x, ctx)
         return y + self.norm["base"] if "base" in self.norm else y
+
+    def context(self, pairs: dict[str, Tensor]) -> Tensor | None:
+        """Normalised context vectors of stacked networks, or None for a large-block-only translator."""
+        if not self.net.context:
+            return None
+        return (context_features(pairs, self.spec) - self.norm["ctx_mean"]) / self.norm["ctx_std"]
 
     def translate_tokens(self, pairs: dict[str, Tensor]) -> dict[str, Tensor]:
         """Differentiable translation of stacked large blocks into small-block params."""
         x = (tokenize_large(pairs, self.spec) - self.norm["in_mean"]) / self.norm["in_std"]
-        y = self.predict(x) * self.norm["out_std"] + self.norm["out_mean"]
+        y = self.predict(x, self.context(pairs)) * self.norm["out_std"] + self.norm["out_mean"]
         return detokenize_small(y, self.spec)
 
     @torch.no_grad()
@@ -124,7 +141,7 @@ class TrainedTranslator:
                 "use a translator trained on pairs with these block shapes",
             )
         cfg = TrainConfig(**{**raw, "augment": Augment(**raw["augment"])})
-        net = Translator(have, cfg.kind, cfg.dim, cfg.depth, cfg.dropout)
+        net = Translator(have, cfg.kind, cfg.dim, cfg.depth, cfg.dropout, cfg.context)
         net.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("net.")})
         return cls(net, {k[5:]: v for k, v in t.items() if k.startswith("norm.")}, cfg)
 
@@ -137,14 +154,18 @@ def has_small(pairs: dict[str, Tensor]) -> Tensor:
 
 
 def norm_stats(pairs: dict[str, Tensor], spec: N.BlockSpec) -> dict[str, Tensor]:
-    """Per-(token, feature) mean/std of inputs (all networks) and targets (trained small blocks only)."""
+    """Per-(token, feature) mean/std of inputs and context (all networks) and of targets (trained
+    small blocks only)."""
     x = tokenize_large(pairs, spec)
     y = tokenize_small(pairs, spec)[has_small(pairs)]
+    c = context_features(pairs, spec)
     return {
         "in_mean": x.mean(0),
         "in_std": x.std(0).clamp_min(1e-6),
         "out_mean": y.mean(0),
         "out_std": y.std(0).clamp_min(1e-6),
+        "ctx_mean": c.mean(0),
+        "ctx_std": c.std(0).clamp_min(1e-6),
     }
 
 
@@ -204,6 +225,17 @@ def bank_accuracy(
     return torch.cat(out)
 
 
+def _symmetry_augment(x: Tensor, spec: N.BlockSpec, cfg: TrainConfig, gen: torch.Generator) -> Tensor:
+    """Random function-preserving reorderings/rescalings of the large blocks' hidden channels."""
+    b, c = len(x), spec.channels
+    if cfg.hidden_perm:
+        order = torch.argsort(torch.rand(b, c, generator=gen), 1)
+        x = x.gather(1, hidden_permutation(spec, order)[..., None].expand_as(x))
+    if cfg.hidden_scale:
+        x = hidden_rescale(x, spec, torch.exp((torch.rand(b, c, generator=gen) * 2 - 1) * cfg.hidden_scale))
+    return x
+
+
 def train_translator(
     train_pairs: dict[str, Tensor],
     val_pairs: dict[str, Tensor],
@@ -240,9 +272,11 @@ def train_translator(
         )
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    net = Translator(spec, cfg.kind, cfg.dim, cfg.depth, cfg.dropout)
+    net = Translator(spec, cfg.kind, cfg.dim, cfg.depth, cfg.dropout, cfg.context)
     tt = TrainedTranslator(net, norm_stats(train_pairs, spec), cfg)
-    x_all = (tokenize_large(train_pairs, spec) - tt.norm["in_mean"]) / tt.norm["in_std"]
+    x_raw = tokenize_large(train_pairs, spec)
+    x_all = (x_raw - tt.norm["in_mean"]) / tt.norm["in_std"]
+    ctx_all = tt.context(train_pairs)
     y_all = (tokenize_small(train_pairs, spec) - tt.norm["out_mean"]) / tt.norm["out_std"]
     if cfg.template:
         acc = train_pairs["acc_small"].masked_fill(~full, -1.0)  # large-only: untrained small block
@@ -268,8 +302,12 @@ def train_translator(
         perm, tot = torch.randperm(n, generator=gen), 0.0
         for b in range(0, n, cfg.batch_size):
             idx = perm[b : b + cfg.batch_size]
-            xb, yb = cfg.augment(x_all[idx], y_all[idx], gen)
-            pred = tt.predict(xb)
+            xb = x_all[idx]
+            if cfg.hidden_perm or cfg.hidden_scale:
+                xb = _symmetry_augment(x_raw[idx], spec, cfg, gen)
+                xb = (xb - tt.norm["in_mean"]) / tt.norm["in_std"]
+            xb, yb = cfg.augment(xb, y_all[idx], gen)
+            pred = tt.predict(xb, None if ctx_all is None else ctx_all[idx])
             loss = cfg.mse_weight * F.mse_loss(pred, yb) if cfg.mse_weight else torch.zeros(())
             if cfg.func_weight > 0:
                 small = detokenize_small(pred * tt.norm["out_std"] + tt.norm["out_mean"], spec)

@@ -77,7 +77,14 @@ def _import(path: str, row: str, trained: list[float], template: list[float]) ->
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--pairs", default="runs/kt_pairs_noskip", help="full pair set (train/val/test)")
-    ap.add_argument("--extra", default="runs/kt_large_only", help="large-only networks (epochs_small=0)")
+    ap.add_argument(
+        "--extra",
+        nargs="+",
+        default=["runs/kt_large_only"],
+        help="large-only sets, in order",
+    )
+    ap.add_argument("--extra-val", default=None, help="large-only set whose networks join validation")
+    ap.add_argument("--extra-val-count", type=int, default=0, help="how many of --extra-val to use")
     ap.add_argument("--extra-counts", type=int, nargs="*", default=[], help="extra networks per point")
     ap.add_argument("--import-row", default=None, help="kt_table JSON whose functional row is the 0 point")
     ap.add_argument("--control", default=None, help="kt_table JSON of a longer run on 0 extras")
@@ -92,6 +99,9 @@ def main() -> None:
     ap.add_argument("--test-images", type=int, default=2000)
     ap.add_argument("--align", action="store_true", help="align channels to the template network first")
     ap.add_argument("--dropout", type=float, default=0.0, help="translator dropout (a variant: own points)")
+    ap.add_argument("--kind", default="mixer", help="translator kind (mixer, attention, mlp, set)")
+    ap.add_argument("--hidden-perm", action="store_true", help="augment: reorder large hidden channels")
+    ap.add_argument("--hidden-scale", type=float, default=0.0, help="augment: rescale hidden channels")
     ap.add_argument("--out", default="benchmarks/results/kt_functional_scaling.json")
     a = ap.parse_args()
     torch.set_num_threads(1)
@@ -141,11 +151,18 @@ def main() -> None:
         results["control"] = {**c, "n_train": n_full, **_stats(c["per_seed"])}
     extra = extra_manifest = None
     if any(a.extra_counts):
-        extra, extra_manifest = load_pairs(a.extra, spec)
+        loaded = [load_pairs(d, spec) for d in a.extra]
+        extra, extra_manifest = merge_pair_sets(*loaded), loaded[0][1]
         if a.align:
             extra = align_channels(extra, ref)
-    elif (Path(a.extra) / "manifest.json").exists():  # re-render only: the extra set's manifest
-        extra_manifest = json.loads((Path(a.extra) / "manifest.json").read_text())
+    elif (Path(a.extra[0]) / "manifest.json").exists():  # re-render only: the extra set's manifest
+        extra_manifest = json.loads((Path(a.extra[0]) / "manifest.json").read_text())
+    gen_val = None
+    if a.extra_val_count:  # more validation networks: steadier checkpoint selection (test untouched)
+        xv, xv_manifest = load_pairs(a.extra_val, spec)
+        xv = {k: v[: a.extra_val_count] for k, v in xv.items()}
+        va = merge_pair_sets((va, manifest), (align_channels(xv, ref) if a.align else xv, xv_manifest))
+        gen_val = generation_time(a.extra_val, -(-a.extra_val_count // xv_manifest["shard_size"]))
     banks: dict = {}
     measured: dict = {}
     for n_extra in a.extra_counts:
@@ -172,6 +189,9 @@ def main() -> None:
                 func_weight=1.0,
                 template=True,
                 dropout=a.dropout,
+                kind=a.kind,
+                hidden_perm=a.hidden_perm,
+                hidden_scale=a.hidden_scale,
             )
             t = time.perf_counter()
             tt, hist = train_translator(train, va, spec, cfg, (x_tr, y_tr), (x_va, y_va), False, banks)
@@ -180,10 +200,16 @@ def main() -> None:
             best_val.append(hist["best_val_acc"])
             print(n_full + n_extra, s, st.mean(per_seed[-1]), f"{time.perf_counter() - t:.0f}s", flush=True)
         gen_full = generation_time(a.pairs)
-        gen_extra = generation_time(a.extra, -(-n_extra // extra_manifest["shard_size"])) if n_extra else None
+        gen_extra = _extra_generation(a.extra, n_extra, extra_manifest["shard_size"]) if n_extra else None
         key = f"{n_full + n_extra}{'+align' if a.align else ''}{f'+drop{a.dropout:g}' if a.dropout else ''}"
+        key += _variant_key(a)
         measured[key] = {
-            "generation": {"full": gen_full, "large_only": gen_extra},
+            "generation": {"full": gen_full, "large_only": gen_extra, "extra_val": gen_val},
+            "label": _label(a, n_full, n_extra, len(va["seed"])),
+            "n_val": len(va["seed"]),
+            "kind": a.kind,
+            "hidden_perm": a.hidden_perm,
+            "hidden_scale": a.hidden_scale,
             "align": a.align,
             "dropout": a.dropout,
             "per_seed": per_seed,
@@ -202,6 +228,50 @@ def main() -> None:
     render(results, a, manifest, extra_manifest, out)
 
 
+def _variant_key(a: argparse.Namespace) -> str:
+    """Key suffix of the translator variants added after the first points (empty for those)."""
+    k = f"+{a.kind}" if a.kind != "mixer" else ""
+    k += "+hperm" if a.hidden_perm else ""
+    k += f"+hscale{a.hidden_scale:g}" if a.hidden_scale else ""
+    return k + (f"+val{a.extra_val_count}" if a.extra_val_count else "")
+
+
+def _label(a: argparse.Namespace, n_full: int, n_extra: int, n_val: int) -> str:
+    """Row label of a measured point: networks, then every variant that differs from the first points."""
+    out = f"{n_full + n_extra} ({n_full} + {n_extra})"
+    out += ", channels aligned" if a.align else ""
+    out += f", {a.kind} translator" if a.kind != "mixer" else ""
+    out += ", hidden channels reordered (aug.)" if a.hidden_perm else ""
+    out += f", hidden channels rescaled (aug., {a.hidden_scale:g})" if a.hidden_scale else ""
+    out += f", dropout {a.dropout:g}" if a.dropout else ""
+    return out + (f", {n_val} validation networks" if a.extra_val_count else "")
+
+
+def _extra_generation(dirs: list[str], n: int, shard_size: int) -> dict:
+    """Generation cost of the first ``n`` large-only networks taken in order from ``dirs``."""
+    total = {"shards": 0, "networks": 0, "seconds": 0.0, "wall_seconds": 0.0, "untimed": 0}
+    for d in dirs:
+        have = generation_time(d)["networks"]
+        take = min(n, have)
+        if take:
+            g = generation_time(d, -(-take // shard_size))
+            total = {k: total[k] + g[k] for k in total}
+        n -= take
+    return total
+
+
+def _sets_desc(dirs: list[str | None], results: dict) -> str:
+    """'`dir` (make-pairs seed S), then ...' from the sets' manifests."""
+    out = []
+    for d in dirs:
+        if d is None:
+            continue
+        m = Path(d) / "manifest.json"
+        seed = json.loads(m.read_text())["seed"] if m.exists() else results.get("extra_seed", "?")
+        out.append(f"`{d}` (make-pairs seed {seed})")
+    return ", then ".join(out) or "none"
+
+
 def _val(p: dict) -> str:
     """Mean best validation-network accuracy over seeds (what checkpoint selection saw), or '-'."""
     return f"{st.mean(p['best_val_acc']):.3f}" if p.get("best_val_acc") else "-"
@@ -213,6 +283,7 @@ def _gen(p: dict) -> str:
     if not g or g["full"]["untimed"] or (g["large_only"] or {}).get("untimed"):
         return "-"
     secs = g["full"]["seconds"] + (g["large_only"] or {}).get("seconds", 0.0)
+    secs += (g.get("extra_val") or {}).get("seconds", 0.0)
     p["generation_seconds"] = secs
     return f"{secs / 60:.0f} min ({secs / 120:.0f} min)"
 
@@ -222,13 +293,15 @@ def render(
 ) -> None:
     """Write the JSON (with provenance), the markdown table and the learning-curve PNG."""
     ref = results["reference"]
-    sets = {"full": Path(a.pairs), "large_only": Path(a.extra)}
+    sets = {"full": Path(a.pairs), **{Path(d).name: Path(d) for d in a.extra}}
+    if a.extra_val:
+        sets[Path(a.extra_val).name] = Path(a.extra_val)
     for p in results["points"].values():  # points measured before shards recorded their timing
         if "generation" not in p and all(d.exists() for d in sets.values()):
             n_lo, size = p["n_large_only"], (extra_manifest or manifest)["shard_size"]
             g = {
                 "full": generation_time(sets["full"]),
-                "large_only": generation_time(sets["large_only"], -(-n_lo // size)) if n_lo else None,
+                "large_only": generation_time(a.extra[0], -(-n_lo // size)) if n_lo else None,
                 "note": "from the regenerated pair sets (same commands and seeds)",
             }
             if (g["large_only"] or {}).get("networks", n_lo) >= n_lo:  # those shards exist now
@@ -246,9 +319,9 @@ def render(
         f"Full pair set `{a.pairs}` (schedule {manifest['schedule']}, seed {manifest['seed']}): its "
         f"{pts[0]['n_full'] if pts else '?'} training pairs, {ref['n_val']} validation and "
         f"{ref['n_test']} test networks (same split as kt_table.md). Extra training networks: "
-        f"large-only (epochs_small=0, make-pairs seed "
-        f"{extra_manifest['seed'] if extra_manifest else results.get('extra_seed', '?')}) from "
-        f"`{a.extra}`, first N in seed order. Translator: Mixer dim={a.dim}, depth={a.depth}, functional "
+        f"large-only (epochs_small=0) from {_sets_desc(a.extra, results)}, first N in that order. "
+        f"Extra validation networks (rows that say so): {_sets_desc([a.extra_val], results)}. "
+        f"Translator: Mixer dim={a.dim}, depth={a.depth} unless the row names another, functional "
         f"objective (CE+KL, correction of the best training pair's small block), {a.batch_size} networks "
         f"per step, {a.img_batch} of {a.bank} bank images per network per step, seeds {a.seeds}; "
         "checkpoint = best mean accuracy on the validation networks (test networks never used for "
@@ -265,7 +338,8 @@ def render(
     rows = [
         (
             p,
-            f"{p['n_train']} ({p['n_full']} + {p['n_large_only']}){al_lab[p.get('align', False)]}"
+            p.get("label")
+            or f"{p['n_train']} ({p['n_full']} + {p['n_large_only']}){al_lab[p.get('align', False)]}"
             + (f", dropout {p['dropout']:g}" if p.get("dropout") else ""),
         )
         for p in pts
@@ -318,11 +392,17 @@ def render(
         + ".",
     ]
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    base = [p for p in pts if not p.get("dropout")]
+    sym = [p for p in pts if p.get("hidden_perm") or p.get("kind", "mixer") != "mixer"]
+    base = [p for p in pts if not p.get("dropout") and p not in sym]
     plain, al = [p for p in base if not p.get("align")], [p for p in base if p.get("align")]
-    drop = [p for p in pts if p.get("dropout")]
+    drop = [p for p in pts if p.get("dropout") and p not in sym]
     xs = sorted({p["n_train"] for p in pts})
-    for series, mark, lab in [(plain, "o", ""), (al, "^", ", channels aligned"), (drop, "D", ", dropout")]:
+    for series, mark, lab in [
+        (plain, "o", ""),
+        (al, "^", ", channels aligned"),
+        (drop, "D", ", dropout"),
+        (sym, "*", ", aligned + hidden-channel symmetry"),
+    ]:
         if series:
             ax.errorbar(
                 [p["n_train"] for p in series],

@@ -102,6 +102,7 @@ def main() -> None:
     ap.add_argument("--kind", default="mixer", help="translator kind (mixer, attention, mlp, set)")
     ap.add_argument("--hidden-perm", action="store_true", help="augment: reorder large hidden channels")
     ap.add_argument("--hidden-scale", type=float, default=0.0, help="augment: rescale hidden channels")
+    ap.add_argument("--context", type=int, default=0, help="context tokens from the begin/last blocks")
     ap.add_argument("--out", default="benchmarks/results/kt_functional_scaling.json")
     a = ap.parse_args()
     torch.set_num_threads(1)
@@ -192,6 +193,7 @@ def main() -> None:
                 kind=a.kind,
                 hidden_perm=a.hidden_perm,
                 hidden_scale=a.hidden_scale,
+                context=a.context,
             )
             t = time.perf_counter()
             tt, hist = train_translator(train, va, spec, cfg, (x_tr, y_tr), (x_va, y_va), False, banks)
@@ -210,6 +212,7 @@ def main() -> None:
             "kind": a.kind,
             "hidden_perm": a.hidden_perm,
             "hidden_scale": a.hidden_scale,
+            "context": a.context,
             "align": a.align,
             "dropout": a.dropout,
             "per_seed": per_seed,
@@ -233,6 +236,7 @@ def _variant_key(a: argparse.Namespace) -> str:
     k = f"+{a.kind}" if a.kind != "mixer" else ""
     k += "+hperm" if a.hidden_perm else ""
     k += f"+hscale{a.hidden_scale:g}" if a.hidden_scale else ""
+    k += f"+ctx{a.context}" if a.context else ""
     return k + (f"+val{a.extra_val_count}" if a.extra_val_count else "")
 
 
@@ -243,6 +247,7 @@ def _label(a: argparse.Namespace, n_full: int, n_extra: int, n_val: int) -> str:
     out += f", {a.kind} translator" if a.kind != "mixer" else ""
     out += ", hidden channels reordered (aug.)" if a.hidden_perm else ""
     out += f", hidden channels rescaled (aug., {a.hidden_scale:g})" if a.hidden_scale else ""
+    out += f", {a.context} context tokens (begin/last blocks)" if a.context else ""
     out += f", dropout {a.dropout:g}" if a.dropout else ""
     return out + (f", {n_val} validation networks" if a.extra_val_count else "")
 
@@ -270,6 +275,42 @@ def _sets_desc(dirs: list[str | None], results: dict) -> str:
         seed = json.loads(m.read_text())["seed"] if m.exists() else results.get("extra_seed", "?")
         out.append(f"`{d}` (make-pairs seed {seed})")
     return ", then ".join(out) or "none"
+
+
+def _scatter(pts: list[dict], ref: dict, out: Path) -> None:
+    """Per test network: translated (mean over seeds) vs trained accuracy of the point that the
+    largest validation set selects (best mean validation accuracy among points using it)."""
+    cand = [p for p in pts if p.get("best_val_acc")]
+    if not cand:
+        return
+    n_val = max(p.get("n_val", ref["n_val"]) for p in cand)
+    best = max(
+        (p for p in cand if p.get("n_val", ref["n_val"]) == n_val), key=lambda p: st.mean(p["best_val_acc"])
+    )
+    per_net = [st.mean(v) for v in zip(*best["per_seed"], strict=True)]
+    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    ax.scatter(ref["trained"], per_net, s=14, label="translated (mean of seeds)")
+    ax.scatter(
+        ref["trained"],
+        [st.mean(v) for v in zip(*ref["random"], strict=True)],
+        s=10,
+        marker="x",
+        color="grey",
+        label="random init",
+    )
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8, label="= trained")
+    ax.plot([0, 1], [0, 0.9], "k--", lw=0.6, label="0.9 x trained")
+    ax.set(
+        xlabel="trained small block (test acc)",
+        ylabel="small block between own begin/last",
+        xlim=(0, 1),
+        ylim=(0, 1),
+        title=f"{best['n_train']} training networks, selected on {n_val} val.",
+    )
+    ax.title.set_fontsize(8)
+    ax.legend(fontsize=7)
+    fig.savefig(out.with_name(out.stem + "_scatter.png"), dpi=100, bbox_inches="tight")
+    plt.close(fig)
 
 
 def _val(p: dict) -> str:
@@ -378,7 +419,8 @@ def render(
         "| - | - | - | - | - |",
         "",
         "Generation = sum of the per-shard wall times of every network the point uses (all full pairs, "
-        "incl. validation and test networks, + its large-only networks), i.e. one process on this "
+        "incl. validation and test networks, + its large-only training networks + any extra "
+        "validation networks), i.e. one process on this "
         "shared CPU; (2) = that split over two processes, as the sets were made. Measured set walls: "
         + "; ".join(
             f"{k}: {g['networks']} networks, {g['wall_seconds'] / 60:.1f} min wall, "
@@ -392,26 +434,25 @@ def render(
         + ".",
     ]
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    sym = [p for p in pts if p.get("hidden_perm") or p.get("kind", "mixer") != "mixer"]
-    base = [p for p in pts if not p.get("dropout") and p not in sym]
-    plain, al = [p for p in base if not p.get("align")], [p for p in base if p.get("align")]
-    drop = [p for p in pts if p.get("dropout") and p not in sym]
     xs = sorted({p["n_train"] for p in pts})
-    for series, mark, lab in [
-        (plain, "o", ""),
-        (al, "^", ", channels aligned"),
-        (drop, "D", ", dropout"),
-        (sym, "*", ", aligned + hidden-channel symmetry"),
-    ]:
-        if series:
-            ax.errorbar(
-                [p["n_train"] for p in series],
-                [p["mean"] for p in series],
-                yerr=[p["seed_std"] for p in series],
-                marker=mark,
-                capsize=3,
-                label=f"functional{lab}, {a.epochs} epochs (± seed std)",
+    families: dict[str, list[dict]] = {}
+    for p in pts:  # one line per configuration (everything but the number of training networks)
+        fam = p.get("label", "").split(", ", 1)[1] if ", " in p.get("label", "") else ""
+        if not p.get("label"):
+            fam = ", ".join(
+                x for x, on in (("channels aligned", p.get("align")), ("dropout", p.get("dropout"))) if on
             )
+        families.setdefault(f"{fam or 'plain'}, {p['epochs']} epochs", []).append(p)
+    marks = "o^Ds*vPX"
+    for i, (fam, series) in enumerate(families.items()):
+        ax.errorbar(
+            [p["n_train"] for p in series],
+            [p["mean"] for p in series],
+            yerr=[p["seed_std"] for p in series],
+            marker=marks[i % len(marks)],
+            capsize=3,
+            label=f"{fam} (± seed std)",
+        )
     if "control" in results:
         c = results["control"]
         ax.errorbar(
@@ -436,6 +477,7 @@ def render(
     ax.set_xticks(xs, [str(x) for x in xs])
     ax.legend(fontsize=7)
     fig.savefig(out.with_suffix(".png"), dpi=100, bbox_inches="tight")
+    _scatter(pts, ref, out)
     from kdforge.report.provenance import provenance, write_results
 
     cfg = {k: v for k, v in vars(a).items()}

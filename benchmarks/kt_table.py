@@ -98,8 +98,8 @@ def render_md(results: dict) -> str:
             f"trained and random-init accuracies checked equal; its command `{m['command']}`, "
             f"date {m['date']}, commit {m['git_commit']}). Its #train pairs counts full pairs + "
             "large-only networks; its generation time is the sum of the per-shard wall times of "
-            "every network it uses (one process on this shared CPU; in brackets: split over two "
-            "processes, as made)."
+            "every network it uses (training, validation and test; one process on this shared CPU; "
+            "in brackets: split over two processes, as made)."
         )
     return "\n".join(md)
 
@@ -152,7 +152,12 @@ def merge_scaling_row(a: argparse.Namespace) -> None:
         f"functional (CE+KL), Mixer, {p['n_train']} networks ({p['n_full']} full + "
         f"{p['n_large_only']} large-only){', channels aligned' if p.get('align') else ''}"
         + (f", translator dropout {p['dropout']:g}" if p.get("dropout") else "")
+        + (", hidden channels reordered (aug.)" if p.get("hidden_perm") else "")
+        + (f", hidden channels rescaled (aug., {p['hidden_scale']:g})" if p.get("hidden_scale") else "")
+        + (f", {p['n_val']} validation networks" if p.get("n_val", ref["n_val"]) != ref["n_val"] else "")
     )
+    if p.get("kind", "mixer") != "mixer":
+        name = name.replace("Mixer", f"{p['kind']} translator", 1)
     gen = p.get("generation_seconds")
     trained_row = rows.pop(TRAINED)  # keep the upper bound last
     rows[name] = {

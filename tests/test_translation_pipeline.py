@@ -114,8 +114,16 @@ def test_bad_pair_sets_give_clear_errors(pair_dir, tmp_path, digits, cfg):
         train_translator({}, {}, SPEC, TrainConfig(), (None, None), (None, None))
 
 
-@pytest.mark.parametrize("objective", ["mse", "functional"])
-def test_end_to_end_translate_and_evaluate(pair_dir, digits, tmp_path, objective):
+@pytest.mark.parametrize(
+    "objective, variant",
+    [
+        ("mse", {}),
+        ("functional", {}),
+        ("functional", {"hidden_perm": True, "context": 2}),  # the checkpoint must keep the context map
+        ("functional", {"kind": "set", "hidden_scale": 0.5, "context": 1}),
+    ],
+)
+def test_end_to_end_translate_and_evaluate(pair_dir, digits, tmp_path, objective, variant):
     p, _ = load_pairs(pair_dir)
     tr, va, te = split_networks(p, val_frac=0.2, test_frac=0.3)
     cfg = TrainConfig(
@@ -129,6 +137,7 @@ def test_end_to_end_translate_and_evaluate(pair_dir, digits, tmp_path, objective
         mse_weight=float(objective == "mse"),
         func_weight=float(objective == "functional"),
         template=objective == "functional",
+        **variant,
     )
     x, y = digits.train.tensors["x"], digits.train.tensors["y"]
     tt, hist = train_translator(

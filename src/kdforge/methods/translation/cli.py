@@ -90,7 +90,7 @@ def train_cmd(
     pairs: Path = typer.Option(..., help="Pair-set directory from make-pairs."),
     out: Path = typer.Option(..., help="Translator checkpoint (.safetensors)."),
     data_dir: str = typer.Option(None, help="IDX directory (default: the one the pair set was made from)."),
-    kind: str = typer.Option("mixer", help="mixer, attention or mlp."),
+    kind: str = typer.Option("mixer", help="mixer, attention, mlp or set (order-free hidden channels)."),
     objective: str = typer.Option("functional", help="mse, functional, or both."),
     epochs: int = typer.Option(100),
     dim: int = typer.Option(64),
@@ -98,6 +98,13 @@ def train_cmd(
     mask_p: float = typer.Option(0.0, help="Masking probability (augmentation)."),
     noise: float = typer.Option(0.0, help="Relative noise sigma (augmentation)."),
     augment_on: str = typer.Option("input", help="input, target or both."),
+    hidden_perm: bool = typer.Option(
+        False, help="Augment: reorder the large block's hidden channels (same function); best measured."
+    ),
+    context: int = typer.Option(0, help="Context tokens read from the begin/last blocks (0 = none)."),
+    template: bool = typer.Option(
+        True, help="Translate a correction of the best training pair's small block (needed without skip)."
+    ),
     seed: int = typer.Option(0),
 ) -> None:
     """Train a translator on the training networks; checkpoint chosen on validation networks."""
@@ -121,6 +128,9 @@ def train_cmd(
             mse_weight=w[objective][0],
             func_weight=w[objective][1],
             augment=Augment(mask_p, noise, augment_on),
+            hidden_perm=hidden_perm,
+            context=context,
+            template=template,
         )
         v = splits.val.tensors
         tt, hist = train_translator(

@@ -175,7 +175,7 @@ def main() -> None:
         else:
             train = tr
         banks = {"val": banks["val"]} if "val" in banks else {}  # the val bank is the same for all points
-        per_seed, secs, best_val = [], 0.0, []
+        per_seed, secs, best_val, curves = [], 0.0, [], []
         for s in a.seeds:
             cfg = TrainConfig(
                 dim=a.dim,
@@ -200,6 +200,7 @@ def main() -> None:
             secs += time.perf_counter() - t
             per_seed.append(small_accuracy(te, tt.translate(te), x_te, y_te, skip).tolist())
             best_val.append(hist["best_val_acc"])
+            curves.append({"epoch": hist["epoch"], "val_acc": hist["val_acc"], "loss": hist["loss"]})
             print(n_full + n_extra, s, st.mean(per_seed[-1]), f"{time.perf_counter() - t:.0f}s", flush=True)
         gen_full = generation_time(a.pairs)
         gen_extra = _extra_generation(a.extra, n_extra, extra_manifest["shard_size"]) if n_extra else None
@@ -217,6 +218,7 @@ def main() -> None:
             "dropout": a.dropout,
             "per_seed": per_seed,
             "best_val_acc": best_val,
+            "curves": curves,
             "epochs": a.epochs,
             "train_seconds": secs / len(a.seeds),
             "n_train": n_full + n_extra,
@@ -288,16 +290,11 @@ def _scatter(pts: list[dict], ref: dict, out: Path) -> None:
         (p for p in cand if p.get("n_val", ref["n_val"]) == n_val), key=lambda p: st.mean(p["best_val_acc"])
     )
     per_net = [st.mean(v) for v in zip(*best["per_seed"], strict=True)]
-    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    fig, axes = plt.subplots(1, 2 if best.get("curves") else 1, figsize=(9.4, 4.4), squeeze=False)
+    ax = axes[0, 0]
     ax.scatter(ref["trained"], per_net, s=14, label="translated (mean of seeds)")
-    ax.scatter(
-        ref["trained"],
-        [st.mean(v) for v in zip(*ref["random"], strict=True)],
-        s=10,
-        marker="x",
-        color="grey",
-        label="random init",
-    )
+    rnd = [st.mean(v) for v in zip(*ref["random"], strict=True)]
+    ax.scatter(ref["trained"], rnd, s=10, marker="x", color="grey", label="random init")
     ax.plot([0, 1], [0, 1], "k:", lw=0.8, label="= trained")
     ax.plot([0, 1], [0, 0.9], "k--", lw=0.6, label="0.9 x trained")
     ax.set(
@@ -305,10 +302,17 @@ def _scatter(pts: list[dict], ref: dict, out: Path) -> None:
         ylabel="small block between own begin/last",
         xlim=(0, 1),
         ylim=(0, 1),
-        title=f"{best['n_train']} training networks, selected on {n_val} val.",
+        title=f"{best['label'] if best.get('label') else best['n_train']}",
     )
-    ax.title.set_fontsize(8)
+    ax.title.set_fontsize(7)
     ax.legend(fontsize=7)
+    if best.get("curves"):
+        ax2 = axes[0, 1]
+        for i, c in enumerate(best["curves"]):
+            ax2.plot(c["epoch"], c["val_acc"], marker=".", label=f"seed {i}: validation-network acc")
+            ax2.plot(c["epoch"], c["loss"], ls="--", color=ax2.lines[-1].get_color(), lw=0.8)
+        ax2.set(xlabel="translator epoch", ylabel="val acc (solid) / training loss (dashed)")
+        ax2.legend(fontsize=7)
     fig.savefig(out.with_name(out.stem + "_scatter.png"), dpi=100, bbox_inches="tight")
     plt.close(fig)
 

@@ -236,6 +236,7 @@ def main() -> None:
 def _variant_key(a: argparse.Namespace) -> str:
     """Key suffix of the translator variants added after the first points (empty for those)."""
     k = f"+{a.kind}" if a.kind != "mixer" else ""
+    k += f"+d{a.dim}x{a.depth}" if (a.dim, a.depth) != (48, 3) and a.kind == "mixer" else ""
     k += "+hperm" if a.hidden_perm else ""
     k += f"+hscale{a.hidden_scale:g}" if a.hidden_scale else ""
     k += f"+ctx{a.context}" if a.context else ""
@@ -246,7 +247,8 @@ def _label(a: argparse.Namespace, n_full: int, n_extra: int, n_val: int) -> str:
     """Row label of a measured point: networks, then every variant that differs from the first points."""
     out = f"{n_full + n_extra} ({n_full} + {n_extra})"
     out += ", channels aligned" if a.align else ""
-    out += f", {a.kind} translator" if a.kind != "mixer" else ""
+    if a.kind != "mixer" or (a.dim, a.depth) != (48, 3):
+        out += f", {a.kind} translator (dim {a.dim}, depth {a.depth})"
     out += ", hidden channels reordered (aug.)" if a.hidden_perm else ""
     out += f", hidden channels rescaled (aug., {a.hidden_scale:g})" if a.hidden_scale else ""
     out += f", {a.context} context tokens (begin/last blocks)" if a.context else ""
@@ -397,7 +399,7 @@ def render(
         src = "measured" if p["source"] == "measured" else "imported"
         md.append(
             f"| {label} | {p['epochs']} | {p['mean']:.3f} ± {p['std']:.3f} | {p['seed_std']:.3f} | "
-            f"{p['ratio_trained']:.2f} | {p['ratio_random']:.2f} | "
+            f"{p['ratio_trained']:.3f} | {p['ratio_random']:.2f} | "
             f"{'met' if p['ratio_trained'] >= 0.9 else 'missed'} | "
             f"{_val(p)} | "
             f"{_gen(p)} | {p['train_seconds']:.0f} s | "
@@ -475,11 +477,13 @@ def render(
     ax.set(
         xlabel="training networks (full pairs + large-only)",
         ylabel=f"test acc ({ref['n_test']} networks)",
-        xlim=(min(xs) - 20, max(xs) + 20),
+        xlim=(min(xs) * 0.9, max(xs) * 1.1),
         ylim=(0, 1),
     )
-    ax.set_xticks(xs, [str(x) for x in xs])
-    ax.legend(fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xticks(xs, [str(x) for x in xs], rotation=60, fontsize=7)
+    ax.minorticks_off()
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.savefig(out.with_suffix(".png"), dpi=100, bbox_inches="tight")
     _scatter(pts, ref, out)
     from kdforge.report.provenance import provenance, write_results

@@ -87,7 +87,7 @@ def render_md(results: dict) -> str:
         gen = row.get("generation", f"{gen_min:.1f} min")
         md.append(
             f"| {name} | {row.get('epochs', '-')} | {_ms(flat)} | {row['seed_std']:.3f} | "
-            f"{row['ratio_trained']:.2f} | {row['ratio_random']:.2f} | {verdict} | "
+            f"{row['ratio_trained']:.3f} | {row['ratio_random']:.2f} | {verdict} | "
             f"{row.get('n_train', i['n_train'])} | {gen} | {ts} |"
         )
     met = [n for n in translators if results["rows"][n]["meets_targets"]]

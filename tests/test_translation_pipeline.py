@@ -221,7 +221,8 @@ def test_cli_end_to_end_on_any_idx_directory(tmp_path):
     manifest = json.loads((pairs / "manifest.json").read_text())
     assert manifest["dataset"] == f"idx:{tmp_path}" and manifest["spec"]["num_classes"] == 3
     assert manifest["spec"]["image_size"] == 8
-    r = run(app, ["train", "--pairs", str(pairs), "--out", str(ckpt), "--epochs", "2", "--dim", "8"])
+    train = ["train", "--pairs", str(pairs), "--out", str(ckpt), "--epochs", "2", "--dim", "8"]
+    r = run(app, [*train, "--hidden-perm"])  # the README's command
     assert r.exit_code == 0, r.output
     r = run(app, ["eval", "--pairs", str(pairs), "--translator", str(ckpt)])  # IDX dir from the manifest
     assert r.exit_code == 0, r.output

@@ -302,10 +302,10 @@ def train_translator(
         perm, tot = torch.randperm(n, generator=gen), 0.0
         for b in range(0, n, cfg.batch_size):
             idx = perm[b : b + cfg.batch_size]
-            xb = x_all[idx]
             if cfg.hidden_perm or cfg.hidden_scale:
-                xb = _symmetry_augment(x_raw[idx], spec, cfg, gen)
-                xb = (xb - tt.norm["in_mean"]) / tt.norm["in_std"]
+                xb = (_symmetry_augment(x_raw[idx], spec, cfg, gen) - tt.norm["in_mean"]) / tt.norm["in_std"]
+            else:
+                xb = x_all[idx]
             xb, yb = cfg.augment(xb, y_all[idx], gen)
             pred = tt.predict(xb, None if ctx_all is None else ctx_all[idx])
             loss = cfg.mse_weight * F.mse_loss(pred, yb) if cfg.mse_weight else torch.zeros(())

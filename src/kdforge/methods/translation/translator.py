@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kdforge.errors import KdforgeError, unknown
+from kdforge.methods.translation import networks as N
+from kdforge.methods.translation.align import channel_features
 from kdforge.methods.translation.networks import BlockSpec
 
 
@@ -85,6 +87,12 @@ def detokenize_small(tokens: Tensor, spec: BlockSpec) -> dict[str, Tensor]:
     }
 
 
+def _large_starts(spec: BlockSpec) -> tuple[int, int, int, int]:
+    """First token of conv1, BN1, conv2 and BN2 in :func:`tokenize_large`'s layout."""
+    c = spec.channels
+    return 0, c * c, c * c + c, 2 * c * c + c
+
+
 def hidden_permutation(spec: BlockSpec, perm: Tensor) -> Tensor:
     """Token order that permutes the large block's hidden channels: [B, T_in] gather index.
 
@@ -92,15 +100,11 @@ def hidden_permutation(spec: BlockSpec, perm: Tensor) -> Tensor:
     reordered without changing the block's function; ``tokens.gather(1, idx)`` applies ``perm``
     ([B, C], new hidden channel j = old channel ``perm[:, j]``) to :func:`tokenize_large`'s tokens.
     """
-    c = spec.channels
-    b = len(perm)
+    c, (_, bn1, conv2, bn2) = spec.channels, _large_starts(spec)
     o = torch.arange(c)
-    conv1 = (perm[:, :, None] * c + o).flatten(1)  # out channel j <- perm[j]
-    bn1 = c * c + perm
-    base2 = c * c + c
-    conv2 = (base2 + o[:, None] * c + perm[:, None, :]).flatten(1)  # in channel j <- perm[j]
-    bn2 = (base2 + c * c + o).expand(b, c)
-    return torch.cat([conv1, bn1, conv2, bn2], 1)
+    conv1_idx = (perm[:, :, None] * c + o).flatten(1)  # out channel j <- perm[j]
+    conv2_idx = (conv2 + o[:, None] * c + perm[:, None, :]).flatten(1)  # in channel j <- perm[j]
+    return torch.cat([conv1_idx, bn1 + perm, conv2_idx, (bn2 + o).expand(len(perm), c)], 1)
 
 
 def hidden_rescale(tokens: Tensor, spec: BlockSpec, scale: Tensor) -> Tensor:
@@ -110,12 +114,11 @@ def hidden_rescale(tokens: Tensor, spec: BlockSpec, scale: Tensor) -> Tensor:
     ``scale[:, j] > 0`` and dividing conv2's weights that read channel ``j`` by it leaves the block's
     output unchanged. ``tokens``: :func:`tokenize_large`'s (unnormalised) [B, T_in, d]; ``scale`` [B, C].
     """
-    c = spec.channels
-    base2 = c * c + c
+    c, (_, bn1, conv2, bn2) = spec.channels, _large_starts(spec)
     out = tokens.clone()
-    out[:, c * c : base2, :2] *= scale[..., None]
-    conv2 = out[:, base2 : base2 + c * c].view(len(out), c, c, -1)  # [B, out o, in j, d]
-    conv2 /= scale[:, None, :, None]
+    out[:, bn1:conv2, :2] *= scale[..., None]
+    w2 = out[:, conv2:bn2].view(len(out), c, c, -1)  # [B, out o, in j, d]: a view, divided in place
+    w2 /= scale[:, None, :, None]
     return out
 
 
@@ -127,16 +130,12 @@ def context_features(pairs: dict[str, Tensor], spec: BlockSpec) -> Tensor:
     are taken with their eval-mode BN folded in (begin: filter + bias per channel; last: 1x1 conv +
     bias), and the classifier as its weight per (class, last channel) averaged over positions, + bias.
     """
-    eps = 1e-5
-    sb = pairs["begin.bn.w"] / torch.sqrt(pairs["stats.begin.bn.var"] + eps)
-    bw = pairs["begin.conv"].flatten(2) * sb[..., None]
-    bb = pairs["begin.bn.b"] - pairs["stats.begin.bn.mean"] * sb
-    sl = pairs["last.bn.w"] / torch.sqrt(pairs["stats.last.bn.var"] + eps)
-    lw = pairs["last.conv"].flatten(2) * sl[..., None]
-    lb = pairs["last.bn.b"] - pairs["stats.last.bn.mean"] * sl
-    b = len(bw)
-    fc = pairs["last.fc.w"].view(b, spec.num_classes, spec.last_channels, -1).mean(-1)
-    parts = (bw, bb, lw, lb, fc, pairs["last.fc.b"])
+    p = {k: v for k, v in pairs.items() if k.startswith("last.")}
+    s = {k[6:]: v for k, v in pairs.items() if k.startswith("stats.last.")}
+    last = torch.func.vmap(N.fold_last)(p, s)
+    b = len(last["conv"])
+    fc = last["fc.w"].view(b, spec.num_classes, spec.last_channels, -1).mean(-1)
+    parts = (channel_features(pairs), last["conv"], last["bias"], fc, last["fc.b"])
     return torch.cat([t.reshape(b, -1) for t in parts], 1)
 
 
@@ -197,13 +196,12 @@ class _HiddenSet(nn.Module):
 
     def forward(self, tokens: Tensor, context: Tensor | None) -> Tensor:
         c, k2, b = self.spec.channels, self.spec.kernel**2, len(tokens)
-        base2 = c * c + c
-        conv1 = tokens[:, : c * c, :k2].reshape(b, c, c * k2)  # [B, hidden j, (in, k*k)]
-        bn1 = tokens[:, c * c : base2, :4]
-        conv2 = tokens[:, base2 : base2 + c * c, :k2].reshape(b, c, c, k2).transpose(1, 2)
-        h = self.embed(torch.cat([conv1, bn1, conv2.reshape(b, c, c * k2)], -1))
+        _, bn1, conv2, bn2 = _large_starts(self.spec)
+        w1 = tokens[:, :bn1, :k2].reshape(b, c, c * k2)  # [B, hidden j, (in, k*k)]
+        w2 = tokens[:, conv2:bn2, :k2].reshape(b, c, c, k2).transpose(1, 2).reshape(b, c, c * k2)
+        h = self.embed(torch.cat([w1, tokens[:, bn1:conv2, :4], w2], -1))
         h = self.norm(self.layers(h))
-        parts = [h.mean(1), h.amax(1), tokens[:, base2 + c * c :, :4].flatten(1)]
+        parts = [h.mean(1), h.amax(1), tokens[:, bn2:, :4].flatten(1)]
         return self.head(torch.cat(parts + ([context] if context is not None else []), 1))
 
 

@@ -211,6 +211,8 @@ def main() -> None:
             "label": _label(a, n_full, n_extra, len(va["seed"])),
             "n_val": len(va["seed"]),
             "kind": a.kind,
+            "dim": a.dim,
+            "depth": a.depth,
             "hidden_perm": a.hidden_perm,
             "hidden_scale": a.hidden_scale,
             "context": a.context,

@@ -148,16 +148,17 @@ def merge_scaling_row(a: argparse.Namespace) -> None:
         }
     p = scaling["points"][a.point]
     sc = scaling["provenance"]["config"]
-    name = (
-        f"functional (CE+KL), Mixer, {p['n_train']} networks ({p['n_full']} full + "
-        f"{p['n_large_only']} large-only){', channels aligned' if p.get('align') else ''}"
-        + (f", translator dropout {p['dropout']:g}" if p.get("dropout") else "")
-        + (", hidden channels reordered (aug.)" if p.get("hidden_perm") else "")
-        + (f", hidden channels rescaled (aug., {p['hidden_scale']:g})" if p.get("hidden_scale") else "")
-        + (f", {p['n_val']} validation networks" if p.get("n_val", ref["n_val"]) != ref["n_val"] else "")
-    )
-    if p.get("kind", "mixer") != "mixer":
-        name = name.replace("Mixer", f"{p['kind']} translator", 1)
+    if p.get("label"):  # written by kt_functional_scaling.py with every variant of the point
+        name = f"functional (CE+KL), Mixer unless named, training networks (full + large-only) {p['label']}"
+    else:  # points measured before labels were stored
+        name = (
+            f"functional (CE+KL), Mixer, {p['n_train']} networks ({p['n_full']} full + "
+            f"{p['n_large_only']} large-only){', channels aligned' if p.get('align') else ''}"
+            + (f", translator dropout {p['dropout']:g}" if p.get("dropout") else "")
+        )
+    for old, m in list(results.get("merged", {}).items()):  # merging a point again replaces its row
+        if m["point"] == a.point:
+            del results["merged"][old], rows[old]
     gen = p.get("generation_seconds")
     trained_row = rows.pop(TRAINED)  # keep the upper bound last
     rows[name] = {
@@ -167,8 +168,8 @@ def merge_scaling_row(a: argparse.Namespace) -> None:
         "n_train": p["n_train"],
         "generation": f"{gen / 60:.0f} min ({gen / 120:.0f} min)" if gen else "-",
         "generation_seconds": gen,
-        "dim": sc["dim"],
-        "depth": sc["depth"],
+        "dim": p.get("dim", sc["dim"]),
+        "depth": p.get("depth", sc["depth"]),
     }
     rows[TRAINED] = trained_row
     sp = scaling["provenance"]

@@ -277,3 +277,21 @@ def test_channel_alignment_keeps_every_network_function(pair_dir, digits):
     for middle in ("large", "small"):
         before = G.accuracy(shuffled, shuffled["_stats"], x, y, middle)
         assert torch.equal(G.accuracy(a, a["_stats"], x, y, middle), before)
+
+
+def test_feature_bank_is_the_same_for_any_chunking(pair_dir, digits):
+    """The bank is filled in place chunk by chunk; ragged chunks must land in the right slots."""
+    from kdforge.methods.translation import grouped as G
+    from kdforge.methods.translation.train import feature_bank
+
+    p, _ = load_pairs(pair_dir)
+    x = digits.train.tensors["x"][:37]
+    feats, logits, folded = feature_bank(p, x)
+    f2, l2, _ = feature_bank(p, x, chunk=4, img_chunk=5)  # 6 pairs, 37 images: both ragged
+    assert feats.shape == (len(p["seed"]), 37, SPEC.channels, *feats.shape[3:])
+    assert torch.allclose(feats, f2, atol=1e-6) and torch.allclose(logits, l2, atol=1e-5)
+    stats = {k[6:]: v for k, v in p.items() if k.startswith("stats.")}
+    one = {k: v[5:6] for k, v in p.items() if k.startswith(("begin.", "large.", "last."))}
+    h = G.begin(one, {k: v[5:6] for k, v in stats.items()}, x, False)  # network 5 alone
+    assert torch.allclose(feats[5], h, atol=1e-6)
+    assert set(folded) and all(len(v) == len(p["seed"]) for v in folded.values())

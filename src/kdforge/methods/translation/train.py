@@ -179,20 +179,23 @@ def feature_bank(
     """
     stats = {k[6:]: v for k, v in pairs.items() if k.startswith("stats.")}
     p = {k: v for k, v in pairs.items() if k.startswith(("begin.", "large.", "last."))}
-    feats, logits = [], []
+    feats: Tensor | None = None  # filled in place: the bank is the run's largest tensor (GBs)
+    logits = []
     for i in range(0, len(pairs["seed"]), chunk):
         pp = {k: v[i : i + chunk] for k, v in p.items()}
         ss = {k: v[i : i + chunk] for k, v in stats.items()}
         k = len(pp["begin.conv"])
-        f_parts, l_parts = [], []
+        l_parts = []
         for j in range(0, len(images), img_chunk):
             xb = images[j : j + img_chunk].repeat(1, k, 1, 1)
             h = G.begin(pp, ss, xb, False)  # [b, k*C, h, w]
             l_parts.append(G.last(pp, ss, G.large(pp, ss, h, False), False))  # [k, b, classes]
-            f_parts.append(h.reshape(len(xb), k, -1, *h.shape[2:]).transpose(0, 1))
-        feats.append(torch.cat(f_parts, 1).contiguous())
+            h = h.reshape(len(xb), k, -1, *h.shape[2:]).transpose(0, 1)
+            if feats is None:
+                feats = h.new_empty(len(pairs["seed"]), len(images), *h.shape[2:])
+            feats[i : i + k, j : j + len(xb)] = h
         logits.append(torch.cat(l_parts, 1))
-    return torch.cat(feats), torch.cat(logits), vmap(N.fold_last)(p, stats)
+    return feats, torch.cat(logits), vmap(N.fold_last)(p, stats)
 
 
 def small_logits(

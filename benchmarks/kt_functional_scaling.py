@@ -4,8 +4,9 @@ The functional objective needs no small-block targets, so extra *large-only* net
 ``make-pairs --epochs-small 0``, about half the cost of a full pair) are added to the training
 networks of a full pair set. Validation and test networks are the full pair set's (same split as
 ``kt_table.py``); the checkpoint is chosen on validation networks only, test networks are reported.
-Every point uses the same translator settings and epochs (so more networks also means more steps;
-the 80-epoch run on 135 networks from ``kt_table_functional80.json`` is the same-steps control).
+Points of one family share the translator settings and epochs (so more networks also means more
+steps; the 80-epoch run on 135 networks from ``kt_table_functional80.json`` is the same-steps
+control); a point trained for other epochs names them in its key and label.
 
 Each invocation measures the given ``--extra-counts`` and merges them into ``--out`` (points from
 earlier invocations are kept), then re-renders the table and the PNG from all points. A point can be
@@ -104,6 +105,12 @@ def main() -> None:
     ap.add_argument("--hidden-scale", type=float, default=0.0, help="augment: rescale hidden channels")
     ap.add_argument("--context", type=int, default=0, help="context tokens from the begin/last blocks")
     ap.add_argument("--out", default="benchmarks/results/kt_functional_scaling.json")
+    ap.add_argument(
+        "--seed-cache",
+        default=None,
+        help="directory of finished seeds: each seed's result is saved there and reused by a later "
+        "invocation of the same point (run seeds in separate processes, then once with all seeds)",
+    )
     a = ap.parse_args()
     torch.set_num_threads(1)
     out = Path(a.out)
@@ -175,8 +182,20 @@ def main() -> None:
         else:
             train = tr
         banks = {"val": banks["val"]} if "val" in banks else {}  # the val bank is the same for all points
-        per_seed, secs, best_val, curves = [], 0.0, [], []
+        key = f"{n_full + n_extra}{'+align' if a.align else ''}{f'+drop{a.dropout:g}' if a.dropout else ''}"
+        key += _variant_key(a)
+        per_seed, secs, best_val, curves, seed_commands = [], 0.0, [], [], []
         for s in a.seeds:
+            cached = Path(a.seed_cache, key, f"seed{s}.json") if a.seed_cache else None
+            if cached and cached.exists():
+                r = json.loads(cached.read_text())
+                per_seed.append(r["test_acc"])
+                best_val.append(r["best_val_acc"])
+                curves.append(r["curve"])
+                secs += r["seconds"]
+                seed_commands.append(r["command"])
+                print(n_full + n_extra, s, st.mean(per_seed[-1]), f"from {cached}", flush=True)
+                continue
             cfg = TrainConfig(
                 dim=a.dim,
                 depth=a.depth,
@@ -197,15 +216,19 @@ def main() -> None:
             )
             t = time.perf_counter()
             tt, hist = train_translator(train, va, spec, cfg, (x_tr, y_tr), (x_va, y_va), False, banks)
-            secs += time.perf_counter() - t
+            seconds = time.perf_counter() - t
+            secs += seconds
             per_seed.append(small_accuracy(te, tt.translate(te), x_te, y_te, skip).tolist())
             best_val.append(hist["best_val_acc"])
             curves.append({"epoch": hist["epoch"], "val_acc": hist["val_acc"], "loss": hist["loss"]})
-            print(n_full + n_extra, s, st.mean(per_seed[-1]), f"{time.perf_counter() - t:.0f}s", flush=True)
+            seed_commands.append(" ".join(["kt_functional_scaling.py", *sys.argv[1:]]))
+            print(n_full + n_extra, s, st.mean(per_seed[-1]), f"{seconds:.0f}s", flush=True)
+            if cached:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                r = {"test_acc": per_seed[-1], "best_val_acc": best_val[-1], "curve": curves[-1]}
+                cached.write_text(json.dumps({**r, "seconds": seconds, "command": seed_commands[-1]}))
         gen_full = generation_time(a.pairs)
         gen_extra = _extra_generation(a.extra, n_extra, extra_manifest["shard_size"]) if n_extra else None
-        key = f"{n_full + n_extra}{'+align' if a.align else ''}{f'+drop{a.dropout:g}' if a.dropout else ''}"
-        key += _variant_key(a)
         measured[key] = {
             "generation": {"full": gen_full, "large_only": gen_extra, "extra_val": gen_val},
             "label": _label(a, n_full, n_extra, len(va["seed"])),
@@ -228,6 +251,7 @@ def main() -> None:
             "n_large_only": n_extra,
             "source": "measured",
             "command": " ".join(["kt_functional_scaling.py", *sys.argv[1:]]),
+            "seed_commands": seed_commands,
         }
     if out.exists():  # another invocation may have written points meanwhile (parallel runs): keep them
         results["points"] = {**json.loads(out.read_text())["points"], **results["points"]}
@@ -242,7 +266,13 @@ def _variant_key(a: argparse.Namespace) -> str:
     k += "+hperm" if a.hidden_perm else ""
     k += f"+hscale{a.hidden_scale:g}" if a.hidden_scale else ""
     k += f"+ctx{a.context}" if a.context else ""
-    return k + (f"+val{a.extra_val_count}" if a.extra_val_count else "")
+    k += f"+val{a.extra_val_count}" if a.extra_val_count else ""
+    return k + (f"+ep{a.epochs}" if a.epochs != _usual_epochs(a) else "")
+
+
+def _usual_epochs(a: argparse.Namespace) -> int:
+    """Epochs of the points whose keys and labels name none: 40, and 20 with extra validation networks."""
+    return 20 if a.extra_val_count else 40
 
 
 def _label(a: argparse.Namespace, n_full: int, n_extra: int, n_val: int) -> str:
@@ -255,6 +285,7 @@ def _label(a: argparse.Namespace, n_full: int, n_extra: int, n_val: int) -> str:
     out += f", hidden channels rescaled (aug., {a.hidden_scale:g})" if a.hidden_scale else ""
     out += f", {a.context} context tokens (begin/last blocks)" if a.context else ""
     out += f", dropout {a.dropout:g}" if a.dropout else ""
+    out += f", {a.epochs} epochs" if a.epochs != _usual_epochs(a) else ""
     return out + (f", {n_val} validation networks" if a.extra_val_count else "")
 
 

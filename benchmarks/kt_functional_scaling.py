@@ -111,8 +111,9 @@ def main() -> None:
         help="directory of finished seeds: each seed's result is saved there and reused by a later "
         "invocation of the same point (run seeds in separate processes, then once with all seeds)",
     )
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: several runs side by side)")
     a = ap.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(a.threads)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     results = json.loads(out.read_text()) if out.exists() else {"points": {}}

@@ -216,7 +216,7 @@ def main() -> None:
                 context=a.context,
             )
             t = time.perf_counter()
-            tt, hist = train_translator(train, va, spec, cfg, (x_tr, y_tr), (x_va, y_va), False, banks)
+            tt, hist = train_translator(train, va, spec, cfg, (x_tr, y_tr), (x_va, y_va), True, banks)
             seconds = time.perf_counter() - t
             secs += seconds
             per_seed.append(small_accuracy(te, tt.translate(te), x_te, y_te, skip).tolist())

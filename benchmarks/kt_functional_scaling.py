@@ -34,7 +34,12 @@ from kdforge.data import load_dataset  # noqa: E402
 from kdforge.methods.translation import networks as N  # noqa: E402
 from kdforge.methods.translation.align import align_channels  # noqa: E402
 from kdforge.methods.translation.evaluate import random_small, small_accuracy, split_networks  # noqa: E402
-from kdforge.methods.translation.pairs import generation_time, load_pairs, merge_pair_sets  # noqa: E402
+from kdforge.methods.translation.pairs import (  # noqa: E402
+    HAS_SMALL,
+    generation_time,
+    load_pairs,
+    merge_pair_sets,
+)
 from kdforge.methods.translation.train import TrainConfig, train_translator  # noqa: E402
 
 ROW = "functional (CE+KL), Mixer"
@@ -87,6 +92,11 @@ def main() -> None:
     ap.add_argument("--extra-val", default=None, help="large-only set whose networks join validation")
     ap.add_argument("--extra-val-count", type=int, default=0, help="how many of --extra-val to use")
     ap.add_argument("--extra-counts", type=int, nargs="*", default=[], help="extra networks per point")
+    ap.add_argument(
+        "--extra-test",
+        default=None,
+        help="full pair set (trained small blocks) of fresh test networks, scored besides the split's",
+    )
     ap.add_argument("--import-row", default=None, help="kt_table JSON whose functional row is the 0 point")
     ap.add_argument("--control", default=None, help="kt_table JSON of a longer run on 0 extras")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -158,6 +168,7 @@ def main() -> None:
     if a.control:
         c = _import(a.control, ROW, trained.tolist(), templ.tolist())
         results["control"] = {**c, "n_train": n_full, **_stats(c["per_seed"])}
+    fresh = _fresh_test(a, spec, results, x_te, y_te, ref if a.align else None)
     extra = extra_manifest = None
     if any(a.extra_counts):
         loaded = [load_pairs(d, spec) for d in a.extra]
@@ -185,16 +196,18 @@ def main() -> None:
         banks = {"val": banks["val"]} if "val" in banks else {}  # the val bank is the same for all points
         key = f"{n_full + n_extra}{'+align' if a.align else ''}{f'+drop{a.dropout:g}' if a.dropout else ''}"
         key += _variant_key(a)
-        per_seed, secs, best_val, curves, seed_commands = [], 0.0, [], [], []
+        per_seed, secs, best_val, curves, seed_commands, fresh_acc = [], 0.0, [], [], [], []
         for s in a.seeds:
             cached = Path(a.seed_cache, key, f"seed{s}.json") if a.seed_cache else None
-            if cached and cached.exists():
-                r = json.loads(cached.read_text())
+            r = json.loads(cached.read_text()) if cached and cached.exists() else None
+            if r and (fresh is None or len(r.get("fresh_test_acc") or []) == len(fresh["seed"])):
+                # (a seed without scores on this fresh test set trains again)
                 per_seed.append(r["test_acc"])
                 best_val.append(r["best_val_acc"])
                 curves.append(r["curve"])
                 secs += r["seconds"]
                 seed_commands.append(r["command"])
+                fresh_acc.append(r.get("fresh_test_acc"))
                 print(n_full + n_extra, s, st.mean(per_seed[-1]), f"from {cached}", flush=True)
                 continue
             cfg = TrainConfig(
@@ -223,10 +236,14 @@ def main() -> None:
             best_val.append(hist["best_val_acc"])
             curves.append({"epoch": hist["epoch"], "val_acc": hist["val_acc"], "loss": hist["loss"]})
             seed_commands.append(" ".join(["kt_functional_scaling.py", *sys.argv[1:]]))
+            fresh_acc.append(
+                small_accuracy(fresh, tt.translate(fresh), x_te, y_te, skip).tolist() if fresh else None
+            )
             print(n_full + n_extra, s, st.mean(per_seed[-1]), f"{seconds:.0f}s", flush=True)
             if cached:
                 cached.parent.mkdir(parents=True, exist_ok=True)
                 r = {"test_acc": per_seed[-1], "best_val_acc": best_val[-1], "curve": curves[-1]}
+                r |= {"fresh_test_acc": fresh_acc[-1]} if fresh else {}
                 cached.write_text(json.dumps({**r, "seconds": seconds, "command": seed_commands[-1]}))
         gen_full = generation_time(a.pairs)
         gen_extra = _extra_generation(a.extra, n_extra, extra_manifest["shard_size"]) if n_extra else None
@@ -247,6 +264,7 @@ def main() -> None:
             "curves": curves,
             "epochs": a.epochs,
             "train_seconds": secs / len(a.seeds),
+            "threads": a.threads,
             "n_train": n_full + n_extra,
             "n_full": n_full,
             "n_large_only": n_extra,
@@ -254,10 +272,105 @@ def main() -> None:
             "command": " ".join(["kt_functional_scaling.py", *sys.argv[1:]]),
             "seed_commands": seed_commands,
         }
+        if fresh:
+            measured[key]["fresh_test"] = {"dir": a.extra_test, "per_seed": fresh_acc}
     if out.exists():  # another invocation may have written points meanwhile (parallel runs): keep them
         results["points"] = {**json.loads(out.read_text())["points"], **results["points"]}
     results["points"].update(measured)
     render(results, a, manifest, extra_manifest, out)
+
+
+def _fresh_test(
+    a: argparse.Namespace,
+    spec: N.BlockSpec,
+    results: dict,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    ref: dict | None,
+) -> dict | None:
+    """Load ``--extra-test`` (aligned like the split when ``ref``) and store its reference accuracies.
+
+    Fresh test networks come from a separate full pair set (own seed): never trained on or used for
+    selection, each with its directly trained small block as the upper bound.
+    """
+    if not a.extra_test:
+        return None
+    fresh, _ = load_pairs(a.extra_test, spec)
+    if not bool(fresh[HAS_SMALL].all()):
+        sys.exit(
+            f"{a.extra_test}: large-only networks have no trained small block to compare with; "
+            "make the fresh test set with --epochs-small > 0"
+        )
+    fresh = align_channels(fresh, ref) if ref is not None else fresh
+    small = {k: v for k, v in fresh.items() if k.startswith("small.")}
+    results["reference"]["fresh_test"] = {
+        "dir": a.extra_test,
+        "n": len(fresh["seed"]),
+        "generation": generation_time(a.extra_test),
+        "trained": small_accuracy(fresh, small, x, y, spec.small_skip).tolist(),
+        "random": [
+            small_accuracy(
+                fresh, random_small(spec, len(fresh["seed"]), 1000 + s), x, y, spec.small_skip
+            ).tolist()
+            for s in a.seeds
+        ],
+    }
+    return fresh
+
+
+def _fresh_section(results: dict) -> list[str]:
+    """Markdown: points scored on the fresh test networks, alone and pooled with the split's."""
+    fr = results["reference"].get("fresh_test")
+    pts = [(k, p) for k, p in results["points"].items() if p.get("fresh_test")]
+    if not fr or not pts:
+        return []
+    ref = results["reference"]
+    n_split = ref["n_test"]
+    pooled_t = st.mean(ref["trained"] + fr["trained"])
+    pooled_r = st.mean([v for a, b in zip(ref["random"], fr["random"], strict=True) for v in a + b])
+    md = [
+        "",
+        f"## Fresh test networks: {fr['n']} more, from `{fr['dir']}`",
+        "",
+        f"A separate full pair set (own make-pairs seed; {fr['generation']['seconds'] / 60:.0f} process-min "
+        "to generate, not counted in the budget above: it only measures), never trained on nor used "
+        f"for selection, scored with the same translators as the {n_split} split test networks. "
+        f"Pooled = all {n_split + fr['n']} test networks (the primary measure: a standard error about "
+        f"{((n_split + fr['n']) / n_split) ** 0.5:.1f}x smaller than the split's networks alone). "
+        "Ratios: to the mean trained small block of "
+        "the same networks.",
+        "",
+        "| point | split test acc (/ trained) | fresh test acc (/ trained) | pooled test acc "
+        "| pooled / trained | pooled / random | target >= 0.9 trained (pooled) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, p in pts:
+        fs = _stats(p["fresh_test"]["per_seed"])
+        pooled = _stats([a + b for a, b in zip(p["per_seed"], p["fresh_test"]["per_seed"], strict=True)])
+        p["fresh_test"].update(
+            fs,
+            ratio_trained=fs["mean"] / st.mean(fr["trained"]),
+            pooled={
+                **pooled,
+                "ratio_trained": pooled["mean"] / pooled_t,
+                "ratio_random": pooled["mean"] / pooled_r,
+            },
+        )
+        pp = p["fresh_test"]["pooled"]
+        md.append(
+            f"| `{key}` | {p['mean']:.3f} ({p['ratio_trained']:.3f}) | {fs['mean']:.3f} ± {fs['std']:.3f} "
+            f"({p['fresh_test']['ratio_trained']:.3f}) | {pp['mean']:.3f} ± {pp['std']:.3f} | "
+            f"{pp['ratio_trained']:.3f} | {pp['ratio_random']:.2f} | "
+            f"{'met' if pp['ratio_trained'] >= 0.9 and pp['ratio_random'] >= 2 else 'missed'} |"
+        )
+    md += [
+        f"| reference: trained small block | {st.mean(ref['trained']):.3f} | {st.mean(fr['trained']):.3f} | "
+        f"{pooled_t:.3f} | 1.000 | {pooled_t / pooled_r:.2f} | - |",
+        f"| reference: random init | {st.mean(v for s in ref['random'] for v in s):.3f} | "
+        f"{st.mean(v for s in fr['random'] for v in s):.3f} | {pooled_r:.3f} | "
+        f"{pooled_r / pooled_t:.3f} | 1.00 | - |",
+    ]
+    return md
 
 
 def _variant_key(a: argparse.Namespace) -> str:
@@ -269,6 +382,11 @@ def _variant_key(a: argparse.Namespace) -> str:
     k += f"+ctx{a.context}" if a.context else ""
     k += f"+val{a.extra_val_count}" if a.extra_val_count else ""
     return k + (f"+ep{a.epochs}" if a.epochs != _usual_epochs(a) else "")
+
+
+def _threads(p: dict) -> str:
+    """Torch threads of a point's training time when not the usual one (points before: one)."""
+    return f" ({p['threads']} threads)" if p.get("threads", 1) != 1 else ""
 
 
 def _usual_epochs(a: argparse.Namespace) -> int:
@@ -329,6 +447,11 @@ def _scatter(pts: list[dict], ref: dict, out: Path) -> None:
     fig, axes = plt.subplots(1, 2 if best.get("curves") else 1, figsize=(9.4, 4.4), squeeze=False)
     ax = axes[0, 0]
     ax.scatter(ref["trained"], per_net, s=14, label="translated (mean of seeds)")
+    if best.get("fresh_test") and "fresh_test" in ref:  # same translators, fresh test networks
+        fresh = [st.mean(v) for v in zip(*best["fresh_test"]["per_seed"], strict=True)]
+        ax.scatter(
+            ref["fresh_test"]["trained"], fresh, s=8, alpha=0.6, label="translated, fresh test networks"
+        )
     rnd = [st.mean(v) for v in zip(*ref["random"], strict=True)]
     ax.scatter(ref["trained"], rnd, s=10, marker="x", color="grey", label="random init")
     ax.plot([0, 1], [0, 1], "k:", lw=0.8, label="= trained")
@@ -436,7 +559,7 @@ def render(
             f"{p['ratio_trained']:.3f} | {p['ratio_random']:.2f} | "
             f"{'met' if p['ratio_trained'] >= 0.9 else 'missed'} | "
             f"{_val(p)} | "
-            f"{_gen(p)} | {p['train_seconds']:.0f} s | "
+            f"{_gen(p)} | {p['train_seconds']:.0f} s{_threads(p)} | "
             f"{src} |"
         )
     md += [
@@ -472,6 +595,7 @@ def render(
         "Imported points: "
         + ("; ".join(f"{p['n_train']}: {p['source']}" for p in pts if p["source"] != "measured") or "none")
         + ".",
+        *_fresh_section(results),
     ]
     fig, ax = plt.subplots(figsize=(6, 4.2))
     xs = sorted({p["n_train"] for p in pts})

@@ -84,6 +84,7 @@ def render_md(results: dict) -> str:
         row["meets_targets"] = row["ratio_random"] >= 2.0 and row["ratio_trained"] >= 0.9
         verdict = ("met" if row["meets_targets"] else "missed") if name in translators else "-"
         ts = "-" if row["train_seconds"] is None else f"{row['train_seconds']:.0f} s"
+        ts += f" ({row['threads']} threads)" if row.get("threads", 1) != 1 else ""
         gen = row.get("generation", f"{gen_min:.1f} min")
         md.append(
             f"| {name} | {row.get('epochs', '-')} | {_ms(flat)} | {row['seed_std']:.3f} | "
@@ -165,6 +166,7 @@ def merge_scaling_row(a: argparse.Namespace) -> None:
         "per_seed": p["per_seed"],
         "epochs": p["epochs"],
         "train_seconds": p["train_seconds"],
+        "threads": p.get("threads", 1),
         "n_train": p["n_train"],
         "generation": f"{gen / 60:.0f} min ({gen / 120:.0f} min)" if gen else "-",
         "generation_seconds": gen,

@@ -102,6 +102,16 @@ def render_md(results: dict) -> str:
             "every network it uses (training, validation and test; one process on this shared CPU; "
             "in brackets: split over two processes, as made)."
         )
+        if f := m.get("fresh_test"):
+            pl, n = f["pooled"], f["n"] + len(results["rows"][TRAINED]["per_seed"][0])
+            md.append(
+                f"The same translators on {f['n']} fresh test networks (`{f['dir']}`, never trained on or "
+                f"used for selection): {f['mean']:.3f} ± {f['std']:.3f} = {f['ratio_trained']:.3f} of their "
+                f"trained blocks; pooled over all {n} test networks (the primary measure): "
+                f"{pl['mean']:.3f} ± {pl['std']:.3f} = **{pl['ratio_trained']:.3f} of trained**, "
+                f"{pl['ratio_random']:.2f}x random init (targets >= 0.9 and >= 2x: "
+                f"{'met' if pl['ratio_trained'] >= 0.9 and pl['ratio_random'] >= 2 else 'missed'})."
+            )
     return "\n".join(md)
 
 
@@ -183,6 +193,16 @@ def merge_scaling_row(a: argparse.Namespace) -> None:
         "git_commit": sp["git_commit"],
         "merge": provenance({"merge_scaling": a.merge_scaling, "point": a.point}),
     }
+    if "pooled" in p.get("fresh_test", {}):  # the same translators on fresh test networks too
+        f = p["fresh_test"]
+        results["merged"][name]["fresh_test"] = {
+            "dir": f["dir"],
+            "n": len(f["per_seed"][0]),
+            "mean": f["mean"],
+            "std": f["std"],
+            "ratio_trained": f["ratio_trained"],
+            "pooled": f["pooled"],
+        }
     write_results(out, results, render_md(results))
     print(render_md(results))
 

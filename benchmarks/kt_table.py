@@ -92,7 +92,19 @@ def render_md(results: dict) -> str:
             f"{row.get('n_train', i['n_train'])} | {gen} | {ts} |"
         )
     met = [n for n in translators if results["rows"][n]["meets_targets"]]
-    md += ["", f"Targets met by: {', '.join(met) if met else 'no translator row'}."]
+    md += [
+        "",
+        f"Targets met on the split's test networks by: {', '.join(met) if met else 'no translator row'}.",
+    ]
+    pooled = [
+        n
+        for n, m in results.get("merged", {}).items()
+        if (f := m.get("fresh_test"))
+        and f["pooled"]["ratio_trained"] >= 0.9
+        and f["pooled"]["ratio_random"] >= 2
+    ]
+    if pooled:  # rows also scored on fresh test networks (see their notes below)
+        md[-1] += f" Met on the pooled test networks (split + fresh) by: {', '.join(pooled)}."
     for name, m in results.get("merged", {}).items():
         md.append(
             f"\nRow '{name}' merged from `{m['source']}` point `{m['point']}` (same test networks: "

@@ -47,6 +47,11 @@ def _ms(v: list[float]) -> str:
     return f"{st.mean(v):.3f} ± {st.stdev(v) if len(v) > 1 else 0.0:.3f}"
 
 
+def meets_targets(r: dict | None) -> bool:
+    """The issue's targets, on a row or point with ``ratio_trained`` / ``ratio_random``: >= 0.9, >= 2."""
+    return bool(r) and r["ratio_trained"] >= 0.9 and r["ratio_random"] >= 2.0
+
+
 def render_md(results: dict) -> str:
     """The markdown table of ``results`` (rows + info); fills each row's mean/std/ratios/verdict."""
     i = results["info"]
@@ -81,7 +86,7 @@ def render_md(results: dict) -> str:
             ratio_trained=st.mean(flat) / t_mean,
             ratio_random=st.mean(flat) / r_mean,
         )
-        row["meets_targets"] = row["ratio_random"] >= 2.0 and row["ratio_trained"] >= 0.9
+        row["meets_targets"] = meets_targets(row)
         verdict = ("met" if row["meets_targets"] else "missed") if name in translators else "-"
         ts = "-" if row["train_seconds"] is None else f"{row['train_seconds']:.0f} s"
         ts += f" ({row['threads']} threads)" if row.get("threads", 1) != 1 else ""
@@ -99,9 +104,7 @@ def render_md(results: dict) -> str:
     pooled = [
         n
         for n, m in results.get("merged", {}).items()
-        if (f := m.get("fresh_test"))
-        and f["pooled"]["ratio_trained"] >= 0.9
-        and f["pooled"]["ratio_random"] >= 2
+        if meets_targets(m.get("fresh_test", {}).get("pooled"))
     ]
     if pooled:  # rows also scored on fresh test networks (see their notes below)
         md[-1] += f" Met on the pooled test networks (split + fresh) by: {', '.join(pooled)}."
@@ -122,7 +125,7 @@ def render_md(results: dict) -> str:
                 f"trained blocks; pooled over all {n} test networks (the primary measure): "
                 f"{pl['mean']:.3f} ± {pl['std']:.3f} = **{pl['ratio_trained']:.3f} of trained**, "
                 f"{pl['ratio_random']:.2f}x random init (targets >= 0.9 and >= 2x: "
-                f"{'met' if pl['ratio_trained'] >= 0.9 and pl['ratio_random'] >= 2 else 'missed'})."
+                f"{'met' if meets_targets(pl) else 'missed'})."
             )
     return "\n".join(md)
 
@@ -206,15 +209,8 @@ def merge_scaling_row(a: argparse.Namespace) -> None:
         "merge": provenance({"merge_scaling": a.merge_scaling, "point": a.point}),
     }
     if "pooled" in p.get("fresh_test", {}):  # the same translators on fresh test networks too
-        f = p["fresh_test"]
-        results["merged"][name]["fresh_test"] = {
-            "dir": f["dir"],
-            "n": len(f["per_seed"][0]),
-            "mean": f["mean"],
-            "std": f["std"],
-            "ratio_trained": f["ratio_trained"],
-            "pooled": f["pooled"],
-        }
+        f = {k: v for k, v in p["fresh_test"].items() if k not in ("per_seed", "seed_means")}
+        results["merged"][name]["fresh_test"] = {**f, "n": len(p["fresh_test"]["per_seed"][0])}
     write_results(out, results, render_md(results))
     print(render_md(results))
 

@@ -27,8 +27,8 @@ import torch
 
 from kdforge.data import load_dataset
 from kdforge.data.embeddings_cli import extract as extract_cmd
+from kdforge.io import cache_root
 from kdforge.models import build_model
-from kdforge.models.hf import cache_root
 from kdforge.models.image_teachers import coarse_labels, save_exported, train_autoencoder, train_classifier
 
 TEACHER_KWARGS = {"channels": [16, 32], "fc": 128, "global_pool": False, "resize": 28}

@@ -8,7 +8,7 @@ import torch
 from kdforge.errors import KdforgeError
 from kdforge.methods.embedding_compression import EmbeddingCompression, align_time
 from kdforge.models.cnn import CNN
-from kdforge.models.hf import TextCNN, TinyTransformer
+from kdforge.models.text import TextCNN, TinyTransformer
 from kdforge.registry import METHODS
 
 

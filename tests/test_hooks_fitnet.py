@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from kdforge.engine.hooks import FeatureHooks, get_module
 from kdforge.errors import KdforgeError
 from kdforge.methods.fitnet import FitNet, make_regressor
 from kdforge.models import build_model
+from kdforge.models.hooks import FeatureHooks, get_module
 
 
 def test_unknown_path_lists_nearest():

@@ -1,5 +1,5 @@
 """OPDF on BERT students: layer keeping, block-wise layer map, teacher cores as buffers, teacher
-logit cache, over-parameterized checkpoints refused by the engine. Tiny random BERTs only."""
+logit cache, over-parameterized checkpoints refused by the strict loader. Tiny random BERTs only."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from safetensors.torch import save_file
 from transformers import BertConfig, BertModel
 
 from kdforge.config import load_recipe
-from kdforge.engine.run import load_model_weights
 from kdforge.errors import KdforgeError
+from kdforge.io import load_weights
 from kdforge.layers import BERT_PATTERNS, collapse
 from kdforge.methods._base import _TEACHER_OUTPUTS, example_keys, teacher_fingerprint
 from kdforge.methods.opdf import OPDF
@@ -128,11 +128,11 @@ def test_engine_refuses_an_overparameterized_checkpoint_with_the_specific_messag
     save_file(big, str(tmp_path / "big.safetensors"))
     plain = keep_layers(teacher, [1])
     with pytest.raises(KdforgeError, match=r"student checkpoint .* is over-parameterized.*query") as e:
-        load_model_weights(plain, tmp_path / "big.safetensors", "student")
+        load_weights(plain, tmp_path / "big.safetensors", "student")
     assert "collapse" in e.value.fix
     small = {k: v.contiguous() for k, v in collapse(m.student).state_dict().items()}
     save_file(small, str(tmp_path / "small.safetensors"))
-    load_model_weights(plain, tmp_path / "small.safetensors", "student")  # the collapsed one loads
+    load_weights(plain, tmp_path / "small.safetensors", "student")  # the collapsed one loads
     b = _batch()
     torch.testing.assert_close(
         plain(b["input_ids"], b["attention_mask"]),

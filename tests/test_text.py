@@ -10,7 +10,8 @@ import torch
 
 from kdforge.data import text
 from kdforge.errors import KdforgeError
-from kdforge.models.hf import SentenceEncoder, TextCNN, TinyTransformer, masked_mean
+from kdforge.models.hf import SentenceEncoder
+from kdforge.models.text import TextCNN, TinyTransformer, masked_mean
 
 
 def _tokenizer():

@@ -261,7 +261,7 @@ def module_embedder(model: nn.Module, path: str | None = None, pool: bool = True
 
     4-D feature maps are global-average-pooled to ``[B, C]`` when ``pool`` is set.
     """
-    from kdforge.engine.hooks import FeatureHooks
+    from kdforge.models.hooks import FeatureHooks
 
     model.eval()
     hooks = FeatureHooks(model, [path], "teacher") if path else None
@@ -281,7 +281,7 @@ __all__ = ["attach", "entry_dir", "extract", "inputs_hash", "load", "module_embe
 
 def default_root() -> Path:
     """Root of the embedding caches: ``$KDFORGE_CACHE/embeddings``."""
-    from kdforge.models.hf import cache_root
+    from kdforge.io import cache_root
 
     return cache_root() / "embeddings"
 

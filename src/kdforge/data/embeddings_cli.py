@@ -49,7 +49,7 @@ def make_embedder(model: str, checkpoint: str | None, path: str | None, splits):
     if spec.is_file():  # exported by kdforge: the architecture (kwargs, shapes) comes from the spec
         import json
 
-        from kdforge.engine.run import load_student
+        from kdforge.models import load_model
 
         saved = json.loads(spec.read_text()).get("model")
         if saved != model:
@@ -57,12 +57,11 @@ def make_embedder(model: str, checkpoint: str | None, path: str | None, splits):
                 f"checkpoint {checkpoint} holds a '{saved}', not '{model}'",
                 "pass the --model the checkpoint was exported from",
             )
-        net = load_student(checkpoint)
+        net = load_model(checkpoint)
     else:
-        from safetensors.torch import load_file
+        from kdforge.io import load_weights
 
-        net = build_model(model, splits.input_shape, splits.num_classes)
-        net.load_state_dict(load_file(checkpoint))
+        net = load_weights(build_model(model, splits.input_shape, splits.num_classes), checkpoint)
     return module_embedder(net, path), torch.float32
 
 

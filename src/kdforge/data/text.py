@@ -63,7 +63,7 @@ def vader_dir(data_dir: str | Path | None = None) -> Path:
         return Path(data_dir)
     if os.environ.get("KDFORGE_VADER"):
         return Path(os.environ["KDFORGE_VADER"])
-    from kdforge.models.hf import cache_root
+    from kdforge.io import cache_root
 
     return cache_root() / "vader"
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -28,22 +27,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from kdforge.errors import KdforgeError
+from kdforge.io import atomic_write
 
 
 def _atomic_write_bytes(path: Path, writer) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        writer(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise KdforgeError(
-            f"cannot write checkpoint '{path}': {e.strerror or e}",
-            "free disk space or choose a writable output_dir; the previous checkpoint is intact",
-        ) from None
+    fix = "free disk space or choose a writable output_dir; the previous checkpoint is intact"
+    atomic_write(path, writer, "checkpoint", fix)
 
 
 def split_optimizer_state(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -8,26 +8,24 @@ loadable without the teacher) and ``summary.json``.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
-from torch import nn
 
-from kdforge.config import ModelConfig, RunConfig, save_config
+from kdforge.config import RunConfig, save_config
 from kdforge.data import Splits, load_dataset
 from kdforge.data._batches import iter_batches
 from kdforge.engine import checkpoint as ckpt
 from kdforge.engine.trainer import Trainer, evaluate
 from kdforge.errors import KdforgeError
-from kdforge.layers.overparam import refuse_overparameterized
+from kdforge.io import load_weights, model_spec, save_model
 from kdforge.methods._base import Method
-from kdforge.models import build_model, count_parameters
+from kdforge.models import build_model, count_parameters, load_model
 from kdforge.registry import METHODS
+
+load_student = load_model  # rebuild an exported student (the name scripts and the README use)
 
 
 def load_splits(cfg: RunConfig) -> Splits:
@@ -39,76 +37,18 @@ def load_splits(cfg: RunConfig) -> Splits:
     return load_dataset(d.name, **kwargs)
 
 
-def export_model(model: nn.Module, mc: ModelConfig, splits: Splits, path: Path) -> None:
-    """Save a model as ``<path>.safetensors`` + ``<path>.json`` (builder name and kwargs)."""
-    spec = {
-        "model": mc.name,
-        "kwargs": mc.kwargs,
-        "input_shape": list(splits.input_shape),
-        "num_classes": splits.num_classes,
-    }
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_suffix(".safetensors.tmp")
-    save_file(state, str(tmp))
-    os.replace(tmp, path.with_suffix(".safetensors"))
-    path.with_suffix(".json").write_text(json.dumps(spec, indent=1))
-
-
-def load_model_weights(model: nn.Module, path: str | Path, role: str) -> nn.Module:
-    """Load an exported ``.safetensors`` into ``model`` with clear shape errors.
-
-    An over-parameterized (MPO/SVD) checkpoint for a plain model is refused with its own
-    message (collapse first) rather than as a generic mismatch.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise KdforgeError(
-            f"{role} checkpoint '{path}' does not exist",
-            f"train the {role} first (e.g. `kdforge quickstart`) or fix {role}.checkpoint",
-        )
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError) as e:
-        raise KdforgeError(f"{role} checkpoint '{path}' is corrupt: {e}", "re-export it") from None
-    own = model.state_dict()
-    refuse_overparameterized(own, state, f"{role} checkpoint '{path}'")
-    bad = [k for k in own if k not in state or state[k].shape != own[k].shape]
-    if bad or set(state) - set(own):
-        raise KdforgeError(
-            f"{role} checkpoint '{path}' does not fit the {role} architecture "
-            f"(mismatching/missing: {bad[:4]}, unexpected: {sorted(set(state) - set(own))[:4]})",
-            f"make {role}.name/kwargs match the model that wrote the checkpoint",
-        )
-    model.load_state_dict(state)
-    return model
-
-
-def load_student(path: str | Path) -> nn.Module:
-    """Rebuild an exported model from ``student.safetensors`` + ``student.json`` (no teacher needed)."""
-    path = Path(path)
-    spec_path = path.with_suffix(".json")
-    if not spec_path.is_file():
-        raise KdforgeError(
-            f"'{spec_path}' (the model spec beside the weights) is missing",
-            "export models with kdforge so both files exist",
-        )
-    spec = json.loads(spec_path.read_text())
-    model = build_model(spec["model"], tuple(spec["input_shape"]), spec["num_classes"], **spec["kwargs"])
-    return load_model_weights(model, path.with_suffix(".safetensors"), "model")
-
-
 def build_method(cfg: RunConfig, splits: Splits) -> Method:
     """Build student, (loaded, frozen) teacher and the method named in the recipe."""
     method_cls = METHODS.get(cfg.method.name)
     torch.manual_seed(cfg.seed)
     student = build_model(cfg.student.name, splits.input_shape, splits.num_classes, **cfg.student.kwargs)
     if cfg.student.checkpoint:
-        load_model_weights(student, cfg.student.checkpoint, "student")
+        load_weights(student, cfg.student.checkpoint, "student")
     teacher = None
     if cfg.teacher is not None:
         teacher = build_model(cfg.teacher.name, splits.input_shape, splits.num_classes, **cfg.teacher.kwargs)
         if cfg.teacher.checkpoint:
-            load_model_weights(teacher, cfg.teacher.checkpoint, "teacher")
+            load_weights(teacher, cfg.teacher.checkpoint, "teacher")
         elif method_cls.needs_teacher:
             raise KdforgeError(
                 f"method '{cfg.method.name}' needs a trained teacher but teacher.checkpoint is unset",
@@ -176,7 +116,8 @@ def run_experiment(
         "fingerprint": cfg.fingerprint(),
     }
     if trainer.acc.is_main_process:
-        export_model(student, cfg.student, splits, run_dir / "student")
+        spec = model_spec(cfg.student.name, cfg.student.kwargs, splits.input_shape, splits.num_classes)
+        save_model(student, spec, run_dir / "student")
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     trainer.acc.wait_for_everyone()
     return summary

@@ -20,6 +20,7 @@ from collections.abc import Collection, Mapping, Sequence
 from torch import Tensor, nn
 
 from kdforge.errors import KdforgeError
+from kdforge.io import load_state, register_state_check
 from kdforge.layers._factorized import FactorizedLinear
 from kdforge.layers.mpo_linear import MPOLinear
 from kdforge.layers.svd_linear import SVDLinear
@@ -167,21 +168,17 @@ def refuse_overparameterized(
 
 
 def load_plain_state_dict(model: nn.Module, state: Mapping[str, Tensor]) -> None:
-    """Load ``state`` into ``model``, refusing an over-parameterized checkpoint for a plain model.
+    """Load ``state`` into ``model`` strictly (:func:`kdforge.io.load_state`).
 
     Raises:
         KdforgeError: if ``state`` holds MPO/SVD tensors the model lacks (collapse first),
             or does not fit the model otherwise.
     """
-    own = model.state_dict()
-    refuse_overparameterized(own, state)
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise KdforgeError(
-            f"checkpoint does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}",
-            "load a checkpoint written for this model architecture",
-        )
-    model.load_state_dict(dict(state))
+    load_state(model, state)
+
+
+# every strict load (kdforge.io) explains an over-parameterized file meeting a plain model
+register_state_check(refuse_overparameterized)
 
 
 __all__ = [

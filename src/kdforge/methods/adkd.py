@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from kdforge.engine.hooks import get_module
 from kdforge.losses.attribution import attribution_loss, integrated_gradients
 from kdforge.losses.kd import hinton_loss
 from kdforge.methods._base import Batch, Method, model_inputs
+from kdforge.models.hooks import get_module
 from kdforge.registry import register_method
 
 

@@ -38,12 +38,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kdforge.engine.hooks import FeatureHooks
 from kdforge.errors import KdforgeError
 from kdforge.losses.dcor import dcor_loss
 from kdforge.losses.fitnet import fitnet_loss
 from kdforge.losses.kd import kd_loss
 from kdforge.methods._base import Batch, Method
+from kdforge.models.hooks import FeatureHooks
 from kdforge.registry import register_method
 
 

@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kdforge.engine.hooks import FeatureHooks
 from kdforge.errors import KdforgeError
 from kdforge.losses.fitnet import fitnet_loss
 from kdforge.methods._base import Batch, Method, model_inputs
+from kdforge.models.hooks import FeatureHooks
 from kdforge.registry import register_method
 
 

@@ -1,17 +1,19 @@
-"""Reference models (registered by name) and helpers to build / load them."""
+"""Reference models (registered by name), models by reference, and helpers to build / load them."""
 
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any
 
 from torch import nn
 
+from kdforge import io
 from kdforge.errors import KdforgeError, nearest
-from kdforge.models import bert_narrow, cnn, hf, mlp  # noqa: F401  (registers models)
+from kdforge.models import bert_narrow, cnn, hf, mlp, text  # noqa: F401  (registers models)
 from kdforge.models.mlp import count_parameters
 
-__all__ = ["build_model", "count_parameters"]
+__all__ = ["build_model", "count_parameters", "load_model"]
 
 
 def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, **kwargs: Any) -> nn.Module:
@@ -32,3 +34,17 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, **kwa
         return builder(input_shape=tuple(input_shape), num_classes=num_classes, **kwargs)
     except (TypeError, ValueError) as e:
         raise KdforgeError(f"cannot build model '{name}' with {kwargs}: {e}", "fix its kwargs") from None
+
+
+def build_from_spec(spec: dict[str, Any]) -> nn.Module:
+    """Build the architecture a saved spec (:func:`kdforge.io.model_spec`) describes, untrained."""
+    return build_model(spec["model"], tuple(spec["input_shape"]), spec["num_classes"], **spec["kwargs"])
+
+
+def load_model(path: str | Path) -> nn.Module:
+    """Rebuild a model saved with :func:`kdforge.io.save_model` (e.g. a run's ``student``), no teacher needed.
+
+    Args:
+        path: ``runs/x/student``, ``runs/x/student.safetensors`` or ``runs/x/student.json``.
+    """
+    return io.load_model(path, build_from_spec)

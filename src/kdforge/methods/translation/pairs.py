@@ -18,20 +18,18 @@ renamed, so a killed run loses no finished shard; a shard range can be split acr
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import Tensor
 from torch.func import grad, vmap
 from tqdm import tqdm
 
 from kdforge.errors import KdforgeError
+from kdforge.io import atomic_write_text, load_tensors, save_tensors
 from kdforge.methods.translation import grouped as G
 from kdforge.methods.translation import networks as N
 
@@ -291,9 +289,7 @@ def _write_manifest(out: Path, cfg: PairConfig) -> None:
                 "use a new --out directory, or the same settings to resume",
             )
         return
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(want, indent=2))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(want, indent=2))
 
 
 def shard_path(out: Path, i: int) -> Path:
@@ -332,10 +328,8 @@ def make_pairs(
         t_shard = time.perf_counter()
         seeds = [cfg.seed * 10**6 + i * cfg.shard_size + j for j in range(cfg.shard_size)]
         tensors = train_pairs(seeds, cfg, train, test, engine)
-        tmp = shard_path(out, i).with_suffix(f".tmp{os.getpid()}")
         timing = {"seconds": f"{time.perf_counter() - t_shard:.3f}", "finished": f"{time.time():.3f}"}
-        save_file(tensors, str(tmp), metadata={"shard": str(i), **timing})
-        os.replace(tmp, shard_path(out, i))
+        save_tensors(shard_path(out, i), tensors, metadata={"shard": str(i), **timing})
         made += len(seeds)
     return {"made": made, "seconds": time.perf_counter() - t0}
 
@@ -393,12 +387,7 @@ def load_pairs(directory: str | Path, spec: N.BlockSpec | None = None) -> tuple[
         )
     parts = []
     for f in files:
-        try:
-            parts.append(load_file(str(f)))
-        except (SafetensorError, OSError, ValueError) as e:
-            raise KdforgeError(
-                f"corrupt pair shard '{f}': {e}", f"delete '{f}' and rerun `make-pairs`"
-            ) from e
+        parts.append(load_tensors(f, "pair shard", f"delete '{f}' and rerun `make-pairs`"))
     want = {**have.large_shapes(), **have.small_shapes()}
     for f, part in zip(files, parts, strict=True):
         for name, shape in want.items():

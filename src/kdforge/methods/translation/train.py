@@ -17,13 +17,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import Tensor
 from torch.func import vmap
 from tqdm import tqdm
 
 from kdforge.errors import KdforgeError
+from kdforge.io import load_tensors, read_metadata, save_tensors
 from kdforge.methods.translation import grouped as G
 from kdforge.methods.translation import networks as N
 from kdforge.methods.translation.augment import Augment
@@ -118,23 +117,19 @@ class TrainedTranslator:
         t.update({f"norm.{k}": v.contiguous() for k, v in self.norm.items()})
         cfg = asdict(self.cfg)
         meta = {"spec": json.dumps(self.spec.to_dict()), "config": json.dumps(cfg)}
-        save_file(t, str(path), metadata=meta)
+        save_tensors(path, t, metadata=meta)
 
     @classmethod
     def load(cls, path: str | Path, spec: N.BlockSpec | None = None) -> TrainedTranslator:
         """Load a checkpoint; fails clearly on a corrupt file or other block shapes than ``spec``."""
+        fix = "pass a file written by `train`"
+        t = load_tensors(path, "translator checkpoint", fix)
+        meta = read_metadata(path, "translator checkpoint")
         try:
-            t = load_file(str(path))
-            from safetensors import safe_open
-
-            with safe_open(str(path), "pt") as f:
-                meta = f.metadata() or {}
             have = N.BlockSpec(**json.loads(meta["spec"]))
             raw = json.loads(meta["config"])
-        except (SafetensorError, OSError, KeyError, ValueError) as e:
-            raise KdforgeError(
-                f"'{path}' is not a readable translator checkpoint ({e})", "pass a file written by `train`"
-            ) from e
+        except (KeyError, TypeError, ValueError) as e:
+            raise KdforgeError(f"'{path}' is not a readable translator checkpoint ({e})", fix) from e
         if spec is not None and have != spec:
             raise KdforgeError(
                 f"translator '{path}' was trained for block shapes {have}, not {spec}",

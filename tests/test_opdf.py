@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -182,7 +183,8 @@ def test_vision_teacher_recipes_fit_their_students(name):
     cfg = load_recipe(d / f"{name}.yaml")
     assert cfg.teacher is None and cfg.method.name == "supervised" and cfg.data.subset is None
     users = [load_recipe(p) for p in OPDF_RECIPES]
-    users = [u for u in users if u.teacher.checkpoint == f"runs/opdf/{name}/student.safetensors"]
+    written = os.path.abspath(cfg.run_dir / "student.safetensors")  # what the teacher run exports
+    users = [u for u in users if u.teacher.checkpoint == written]
     assert users and all(u.teacher.kwargs == cfg.student.kwargs for u in users)
     if name == "teacher_theseus":
         assert all(u.method.kwargs.get("base", u.method.name) == "theseus" for u in users)

@@ -48,6 +48,11 @@ def run(
     The run directory is OUTPUT_DIR/NAME. A killed run continues with --resume and ends
     with the same result as an uninterrupted one. Under `accelerate launch --num_processes N`
     the global batch is split across processes.
+
+    Paths written in the recipe (checkpoint, init_from, hf:DIR, torchscript:FILE, FILE.py:FUNCTION,
+    data.data_dir) resolve against the recipe file's directory; "{output_dir}/..." against the
+    run's output directory (so --output-dir moves the whole chain); overrides against the
+    current directory.
     """
     from kdforge.config import load_recipe
     from kdforge.engine.run import run_experiment

@@ -8,11 +8,14 @@ they configure.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
+import os
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,11 +42,18 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """A registered model builder, its keyword arguments and optional weights."""
+    """A model, its keyword arguments and optional weights.
+
+    ``name`` is a registered model (``kdforge list``) or a reference: ``hf:DIR``,
+    ``torchscript:FILE``, ``torchvision:ARCH``, ``timm:ARCH``, ``py:MODULE:FUNCTION`` or
+    ``FILE.py:FUNCTION`` (see :mod:`kdforge.models.reference`). ``checkpoint`` is a weights
+    file (``.safetensors``, or a ``.pt``/``.pth`` state dict). Relative paths in a recipe file
+    resolve against its directory, ``"{output_dir}/..."`` against the run's output_dir.
+    """
 
     name: str = "mlp"
     kwargs: dict[str, Any] = field(default_factory=dict)
-    checkpoint: str | None = None  # exported model file (student.safetensors) to load
+    checkpoint: str | None = None  # weights to load (e.g. "{output_dir}/teacher/student.safetensors")
 
 
 @dataclass
@@ -187,7 +197,11 @@ def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
 
 
 def from_dict(data: dict[str, Any]) -> RunConfig:
-    """Build and validate a :class:`RunConfig` from a nested dict."""
+    """Build and validate a :class:`RunConfig` from a nested dict.
+
+    Paths (see :func:`map_recipe_paths`) come out absolute: ``{output_dir}/...`` below the
+    run's ``output_dir``, other relative paths against the current directory.
+    """
     if not isinstance(data, dict):
         raise KdforgeError("a recipe must be a YAML mapping at the top level", "see configs/ for examples")
     version = data.get("schema_version", SCHEMA_VERSION)
@@ -196,7 +210,78 @@ def from_dict(data: dict[str, Any]) -> RunConfig:
             f"recipe schema_version {version} is not supported (this kdforge reads {SCHEMA_VERSION})",
             "update the recipe to the current schema (see configs/)",
         )
-    return _build(RunConfig, data)
+    output_dir = data.get("output_dir") or RunConfig.output_dir
+    return _build(RunConfig, map_recipe_paths(data, lambda p: _absolute(p, Path.cwd(), str(output_dir))))
+
+
+# ----------------------------------------------------------------------------- paths
+
+OUTPUT_DIR_TOKEN = "{output_dir}"  # a path starting with it lies below the run's output_dir
+PATH_KWARGS = ("init_from", "model_dir")  # model kwargs that name a file or directory
+PATH_SCHEMES = ("hf", "torchscript")  # model references ``scheme:PATH`` whose target is a path
+
+
+def _absolute(path: str, base: Path, output_dir: str | None) -> str:
+    """``path`` made absolute: below ``output_dir`` for ``{output_dir}/...``, else against ``base``."""
+    if path.startswith(OUTPUT_DIR_TOKEN):
+        if output_dir is None:  # expanded later, once overrides have set output_dir
+            return path
+        rest = path[len(OUTPUT_DIR_TOKEN) :].lstrip("/\\")
+        return os.path.abspath(Path(output_dir).expanduser() / rest)
+    return os.path.abspath(base / Path(path).expanduser())
+
+
+def _map_model_name(name: str, fn: Callable[[str], str]) -> str:
+    """Apply ``fn`` to the path inside a model reference (``hf:DIR``, ``FILE.py:FUNCTION``...)."""
+    scheme, sep, target = name.partition(":")
+    if sep and scheme in PATH_SCHEMES:
+        return f"{scheme}:{fn(target)}"
+    file, sep, function = name.rpartition(":")
+    if sep and file.endswith(".py"):
+        return f"{fn(file)}:{function}"
+    return name
+
+
+def map_recipe_paths(data: dict[str, Any], fn: Callable[[str], str]) -> dict[str, Any]:
+    """A copy of a recipe dict with ``fn`` applied to each path in it.
+
+    The paths are ``data.data_dir``, and for ``student`` and ``teacher``: ``checkpoint``, the
+    path inside a model reference (``hf:DIR``, ``torchscript:FILE``, ``FILE.py:FUNCTION``) and
+    the kwargs named in :data:`PATH_KWARGS`.
+    """
+
+    def apply(section: Any, key: str, where: str) -> None:
+        if not isinstance(section, dict):
+            return
+        value = section.get(key)
+        if isinstance(value, str):
+            section[key] = fn(value)
+        elif isinstance(value, dict) and "output_dir" in value:  # YAML read {output_dir}/x as a mapping
+            raise KdforgeError(
+                f"config key '{where}' holds a mapping {value!r}, not a path",
+                f'put the path in quotes: {key}: "{OUTPUT_DIR_TOKEN}/..."',
+            )
+
+    data = copy.deepcopy(data)
+    apply(data.get("data"), "data_dir", "data.data_dir")
+    for role in ("student", "teacher"):
+        model = data.get(role)
+        if not isinstance(model, dict):
+            continue
+        apply(model, "checkpoint", f"{role}.checkpoint")
+        if isinstance(model.get("name"), str):
+            model["name"] = _map_model_name(model["name"], fn)
+        for key in PATH_KWARGS:
+            apply(model.get("kwargs"), key, f"{role}.kwargs.{key}")
+    return data
+
+
+def resolve_recipe_paths(data: dict[str, Any], recipe_dir: str | Path) -> dict[str, Any]:
+    """Relative paths of a recipe file made absolute against the file's directory ``recipe_dir``.
+
+    ``{output_dir}/...`` paths are kept for :func:`from_dict` to expand (after overrides).
+    """
+    return map_recipe_paths(data, lambda p: _absolute(p, Path(recipe_dir), None))
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -220,7 +305,12 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Load a YAML recipe, apply dotted overrides, and validate it."""
+    """Load a YAML recipe, apply dotted overrides, and validate it.
+
+    Relative paths written in the recipe file resolve against the file's directory;
+    ``{output_dir}/...`` against the run's ``output_dir`` (after overrides and ``--output-dir``);
+    paths given as overrides against the current directory. See :func:`map_recipe_paths`.
+    """
     path = Path(path)
     if not path.is_file():
         raise KdforgeError(
@@ -230,6 +320,8 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RunConf
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise KdforgeError(f"recipe '{path}' is not valid YAML: {e}", "fix the YAML syntax") from None
+    if isinstance(data, dict):
+        data = resolve_recipe_paths(data, path.parent)  # overrides stay relative to the cwd
     return from_dict(apply_overrides(data, overrides or []))
 
 

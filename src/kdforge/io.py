@@ -4,7 +4,8 @@
   the content goes to a temporary file beside the target, is flushed to disk and renamed over
   the target with ``os.replace``; a crash or a full disk leaves the previous file intact.
 * **Tensors** (:func:`save_tensors` / :func:`load_tensors`): safetensors files with optional
-  string metadata, written atomically, read with one clear error for a missing or corrupt file.
+  string metadata, written atomically, read with one clear error for a missing or corrupt file;
+  :func:`load_tensors` also reads ``.pt``/``.pth``/``.bin`` state dicts (``weights_only=True``).
 * **Models** (:func:`save_model` / :func:`load_model`, a ``from_pretrained``-style pair):
   ``<path>.safetensors`` holds the weights and ``<path>.json`` the spec that rebuilds the
   architecture (``{"model": name, "kwargs": {...}, "input_shape": [...], "num_classes": n}``).
@@ -26,6 +27,7 @@ from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
@@ -33,6 +35,8 @@ from torch import Tensor, nn
 from kdforge.errors import KdforgeError
 
 CACHE_ENV = "KDFORGE_CACHE"
+TORCH_SUFFIXES = (".pt", ".pth", ".bin")  # read with torch.load(weights_only=True); the rest: safetensors
+STATE_DICT_KEYS = ("state_dict", "model_state", "model_state_dict", "model")
 SPEC_KEYS = ("model", "kwargs", "input_shape", "num_classes")
 
 StateCheck = Callable[[Collection[str], Collection[str], str], None]
@@ -110,10 +114,10 @@ def save_tensors(
 def load_tensors(
     path: str | Path, what: str = "tensor file", fix: str = "write it again"
 ) -> dict[str, Tensor]:
-    """Read a safetensors file onto the CPU.
+    """Read a safetensors file (or a ``torch.save``-d state dict: ``.pt``, ``.pth``, ``.bin``) onto the CPU.
 
     Args:
-        path: the ``.safetensors`` file.
+        path: the file.
         what: how to name the file in an error (``"teacher checkpoint"``).
         fix: what the user should do about a missing or corrupt file.
 
@@ -123,12 +127,34 @@ def load_tensors(
     path = Path(path)
     if not path.is_file():
         raise KdforgeError(f"{what} '{path}' does not exist", fix)
+    if path.suffix in TORCH_SUFFIXES:
+        return _load_torch_state(path, what, fix)
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise KdforgeError(
             f"{what} '{path}' is corrupt (not a readable safetensors file: {e})", fix
         ) from None
+
+
+def _load_torch_state(path: Path, what: str, fix: str) -> dict[str, Tensor]:
+    """A state dict saved with ``torch.save`` (tensors only: ``weights_only=True``, no code runs)."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001  (unpickling raises many kinds)
+        raise KdforgeError(
+            f"{what} '{path}' is corrupt (not a readable torch state dict: {e})", fix
+        ) from None
+    for key in STATE_DICT_KEYS:  # training scripts often wrap the state dict
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
+        raise KdforgeError(
+            f"{what} '{path}' holds a {type(obj).__name__}, not a state dict of tensors",
+            "save model.state_dict() with torch.save (or use .safetensors)",
+        )
+    return dict(obj)
 
 
 def read_metadata(path: str | Path, what: str = "tensor file") -> dict[str, str]:

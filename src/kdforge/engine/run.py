@@ -22,7 +22,8 @@ from kdforge.engine.trainer import Trainer, evaluate
 from kdforge.errors import KdforgeError
 from kdforge.io import load_weights, model_spec, save_model
 from kdforge.methods._base import Method
-from kdforge.models import build_model, count_parameters, load_model
+from kdforge.models import build_model, check_num_classes, count_parameters, load_model
+from kdforge.models.reference import carries_weights
 from kdforge.registry import METHODS
 
 load_student = load_model  # rebuild an exported student (the name scripts and the README use)
@@ -49,12 +50,17 @@ def build_method(cfg: RunConfig, splits: Splits) -> Method:
         teacher = build_model(cfg.teacher.name, splits.input_shape, splits.num_classes, **cfg.teacher.kwargs)
         if cfg.teacher.checkpoint:
             load_weights(teacher, cfg.teacher.checkpoint, "teacher")
-        elif method_cls.needs_teacher:
+        elif method_cls.needs_teacher and not carries_weights(cfg.teacher.name):
             raise KdforgeError(
                 f"method '{cfg.method.name}' needs a trained teacher but teacher.checkpoint is unset",
-                "set teacher.checkpoint to an exported model (student.safetensors of a run)",
+                "set teacher.checkpoint to an exported model (student.safetensors of a run), or name a "
+                "teacher that carries its weights (hf:DIR, torchscript:FILE)",
             )
     example = next(iter_batches(splits.train, min(8, len(splits.train))))
+    inputs = {k: v for k, v in example.items() if k != "y"}
+    check_num_classes(student, inputs, splits.num_classes, "student")
+    if teacher is not None:
+        check_num_classes(teacher, inputs, splits.num_classes, "teacher")
     return method_cls.build(student, teacher, cfg.method.kwargs, example)
 
 

@@ -150,6 +150,13 @@ def test_hf_narrow_student_and_new_head_on_a_classifier(hf_dirs):
     assert narrow.encoder.config.hidden_size == 8 and len(narrow.encoder.encoder.layer) == 1
     renewed = build_model(f"hf:{hf_dirs / 'cls3'}", (MAX_LEN,), 2, head="new")
     assert renewed.head.out_features == 2
+    shallow = build_model(f"hf:{hf_dirs / 'cls2'}", (MAX_LEN,), 2, layers=[1])  # keeps its own head
+    full = build_model(f"hf:{hf_dirs / 'cls2'}", (MAX_LEN,), 2)
+    assert len(shallow.model.bert.encoder.layer) == 1 and shallow.model.config.num_hidden_layers == 1
+    assert torch.equal(
+        shallow.model.bert.encoder.layer[0].output.dense.weight,
+        full.model.bert.encoder.layer[1].output.dense.weight,
+    )
 
 
 def test_torchscript_teacher_from_a_recipe_path_relative_to_the_recipe(tmp_path, monkeypatch):

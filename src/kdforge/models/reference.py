@@ -10,7 +10,8 @@
                            ``head: new``) the encoder gets a new linear head on its mean-pooled
                            tokens. ``layers: [0, 2]`` keeps those encoder layers and
                            ``width_factor: 2`` narrows a BERT encoder (a student derived from
-                           the teacher); ``init_from`` loads saved weights first.
+                           the teacher); ``init_from`` loads saved weights first
+                           (:mod:`kdforge.models.hf_dir`).
 ``torchscript:FILE``       a ``torch.jit.save``-d module (:class:`TorchScriptModel`: a single
                            batch input is passed by position).
 ``torchvision:ARCH``       ``torchvision.models.get_model(ARCH, num_classes=...)``; weights from
@@ -43,6 +44,7 @@ import torch
 from torch import Tensor, nn
 
 from kdforge.errors import KdforgeError, nearest
+from kdforge.models.hf_dir import hf_model
 
 #: the reference forms, for error messages and ``kdforge list``
 REFERENCE_FORMS = (
@@ -52,12 +54,6 @@ REFERENCE_FORMS = (
     "timm:ARCH",
     "py:MODULE:FUNCTION",
     "FILE.py:FUNCTION",
-)
-HF_WEIGHTS = (
-    "model.safetensors",
-    "model.safetensors.index.json",
-    "pytorch_model.bin",
-    "pytorch_model.bin.index.json",
 )
 
 
@@ -134,136 +130,6 @@ def build_reference(name: str, input_shape: tuple[int, ...], num_classes: int, *
 # ----------------------------------------------------------------------------- Hugging Face
 
 
-class HFSequenceClassifier(nn.Module):
-    """A ``transformers`` sequence-classification model that returns its logits tensor."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, **inputs: Tensor) -> Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, **inputs).logits
-
-
-def check_hf_dir(directory: str | Path) -> Path:
-    """``directory`` if it holds a Hugging Face model (``config.json`` and weights).
-
-    Raises:
-        KdforgeError: naming what is missing.
-    """
-    path = Path(directory)
-    if not path.is_dir():
-        raise KdforgeError(
-            f"Hugging Face model directory '{path}' does not exist",
-            "give hf:DIR the directory written by save_pretrained (config.json + model.safetensors)",
-        )
-    missing = [] if (path / "config.json").is_file() else ["config.json"]
-    if not any((path / f).is_file() for f in HF_WEIGHTS):
-        missing.append(f"model weights (one of {', '.join(HF_WEIGHTS)})")
-    if missing:
-        raise KdforgeError(
-            f"'{path}' is not a Hugging Face model directory: missing {'; '.join(missing)}",
-            "point hf:DIR at a directory written by model.save_pretrained(DIR)",
-        )
-    return path
-
-
-def _keep_encoder_layers(model: nn.Module, layers: list[int]) -> None:
-    """Keep only encoder ``layers`` (in that order) of the first ``*.encoder.layer`` list, in place."""
-    found = [
-        (name, module)
-        for name, module in model.named_modules()
-        if isinstance(module, nn.ModuleList) and name.endswith(("encoder.layer", "transformer.layer"))
-    ]
-    if not found:
-        raise KdforgeError(
-            "the model has no encoder layer list ('...encoder.layer')", "drop the layers option"
-        )
-    name, stack = found[0]
-    if not layers or any(not 0 <= i < len(stack) for i in layers):
-        raise KdforgeError(
-            f"cannot keep encoder layers {list(layers)} of a {len(stack)}-layer model",
-            f"choose one or more layer indices in 0..{len(stack) - 1}",
-        )
-    parent = model.get_submodule(name.rsplit(".", 1)[0])
-    setattr(parent, name.rsplit(".", 1)[1], nn.ModuleList(stack[i] for i in layers))
-    for config in {id(m.config): m.config for m in model.modules() if hasattr(m, "config")}.values():
-        if hasattr(config, "num_hidden_layers"):
-            config.num_hidden_layers = len(layers)
-
-
-def hf_model(
-    directory: str,
-    input_shape: tuple[int, ...],
-    num_classes: int,
-    head: str = "auto",
-    layers: list[int] | None = None,
-    width_factor: int = 1,
-    init_from: str | None = None,
-) -> nn.Module:
-    """A classifier from a Hugging Face model directory, offline.
-
-    Args:
-        directory: written by ``save_pretrained`` (``config.json`` + weights).
-        input_shape: ``(max_len,)`` of the tokenized data.
-        num_classes: the data's classes.
-        head: ``auto`` (the directory's sequence-classification head if it has one, else a
-            new head), ``keep`` (require that head) or ``new`` (encoder + new linear head on
-            the mean-pooled tokens).
-        layers: keep only these encoder layers (a shallower student from the teacher).
-        width_factor: divide a BERT encoder's widths by this (weight selection; new head only).
-        init_from: weights saved by kdforge for this reference (``layers``/``width_factor``
-            unset), loaded before layers are dropped and widths divided.
-
-    Raises:
-        KdforgeError: not a model directory, a head for another number of classes, bad options.
-    """
-    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
-
-    path = check_hf_dir(directory)
-    config = AutoConfig.from_pretrained(path, local_files_only=True)
-    has_head = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
-    if head not in ("auto", "keep", "new"):
-        raise KdforgeError(f"hf model option head='{head}' is not one of auto, keep, new", "fix head")
-    if head == "keep" and not has_head:
-        raise KdforgeError(
-            f"'{path}' has no sequence-classification head (architectures: {config.architectures})",
-            "use head: new (or auto) to put a new head on its encoder",
-        )
-    if has_head and head != "new":
-        if config.num_labels != num_classes:
-            raise KdforgeError(
-                f"the classification head in '{path}' has {config.num_labels} classes, "
-                f"the data {num_classes}",
-                "use a model fine-tuned on this data, or set kwargs head: new for a new head (then train it)",
-            )
-        model: nn.Module = HFSequenceClassifier(
-            AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True)
-        )
-    else:
-        from kdforge.models.hf import HFClassifier
-
-        encoder = AutoModel.from_pretrained(path, local_files_only=True)
-        model = HFClassifier(encoder, encoder.config.hidden_size, num_classes)
-    if init_from:
-        from kdforge.io import load_weights
-
-        load_weights(model, init_from, "student init (init_from)")
-    if layers is not None:
-        _keep_encoder_layers(model, list(layers))
-    if width_factor != 1:
-        from kdforge.models.bert_narrow import narrow_bert
-        from kdforge.models.hf import HFClassifier
-
-        if not isinstance(model, HFClassifier) or type(model.encoder).__name__ != "BertModel":
-            raise KdforgeError(
-                "width_factor narrows a BERT encoder with a new head only",
-                "set kwargs head: new on a BERT model directory, or drop width_factor",
-            )
-        model = narrow_bert(model, int(width_factor))
-    return model
-
-
 def _hf(target: str, input_shape: tuple[int, ...], num_classes: int, kwargs: dict) -> nn.Module:
     return call_builder(f"hf:{target}", _bind(hf_model, target), input_shape, num_classes, kwargs)
 
@@ -323,14 +189,15 @@ def _torchscript(target: str, input_shape: tuple[int, ...], num_classes: int, kw
 # ----------------------------------------------------------------------------- torchvision / timm
 
 
-def _optional(module: str) -> Any:
+def _optional(module: str, scheme: str, extra: str) -> Any:
+    """Import an optional package, or say which extra installs it."""
     try:
         return importlib.import_module(module)
     except Exception as e:  # noqa: BLE001  (a broken install raises RuntimeError, not ImportError)
         raise KdforgeError(
-            f"'{module}:' models need the Python package '{module}', which does not import here "
+            f"'{scheme}:' models need the Python package '{module}', which does not import here "
             f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})",
-            f"pip install 'kdforge[{module}]' (a {module} build matching your torch), or export the "
+            f"pip install 'kdforge[{extra}]' (a {module} build matching your torch), or export the "
             "model with torch.jit.save and use torchscript:FILE",
         ) from None
 
@@ -343,7 +210,7 @@ def _unknown_arch(kind: str, arch: str, names: list[str]) -> KdforgeError:
 
 
 def _torchvision(target: str, input_shape: tuple[int, ...], num_classes: int, kwargs: dict) -> nn.Module:
-    torchvision = _optional("torchvision")
+    torchvision = _optional("torchvision", "torchvision", "torchvision")
     names = list(torchvision.models.list_models())
     if target not in names:
         raise _unknown_arch("torchvision", target, names)
@@ -359,7 +226,7 @@ def _torchvision(target: str, input_shape: tuple[int, ...], num_classes: int, kw
 
 
 def _timm(target: str, input_shape: tuple[int, ...], num_classes: int, kwargs: dict) -> nn.Module:
-    timm = _optional("timm")
+    timm = _optional("timm", "timm", "timm")
     names = list(timm.list_models())
     if target not in names:
         raise _unknown_arch("timm", target, names)
@@ -442,12 +309,9 @@ _SCHEMES: dict[str, Callable[[str, tuple[int, ...], int, dict], nn.Module]] = {
 
 __all__ = [
     "REFERENCE_FORMS",
-    "HFSequenceClassifier",
     "TorchScriptModel",
     "build_reference",
     "call_builder",
     "carries_weights",
-    "check_hf_dir",
-    "hf_model",
     "is_reference",
 ]

@@ -373,3 +373,12 @@ def test_check_num_classes_names_what_the_model_returns():
         model, {**inputs, "teacher_emb": torch.zeros(2, 5)}, 3, "student"
     )  # extra input dropped
     assert model.training  # the mode is restored
+
+
+def test_kdforge_list_names_the_reference_forms():
+    from typer.testing import CliRunner
+
+    from kdforge.cli import app
+
+    out = CliRunner().invoke(app, ["list", "models"]).output
+    assert "or by reference: hf:DIR, torchscript:FILE, torchvision:ARCH, timm:ARCH" in out

@@ -83,6 +83,10 @@ def list_(kind: str = typer.Argument("all", help="methods | models | datasets | 
         for key, obj in reg.items():
             doc = (obj.__doc__ or "").strip().splitlines()
             typer.echo(f"  {key:<24} {doc[0] if doc else ''}")
+        if name == "models":
+            from kdforge.models.reference import REFERENCE_FORMS
+
+            typer.echo(f"  or by reference: {', '.join(REFERENCE_FORMS)}")
 
 
 @app.command()

@@ -44,6 +44,27 @@ def test_tensors_round_trip_with_metadata(tmp_path):
     assert io.read_metadata(path) == {"shard": "3"}
 
 
+def test_tied_weights_are_saved_as_copies(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Embedding(5, 3), torch.nn.Linear(3, 5, bias=False))
+    model[1].weight = model[0].weight  # tied, as language-model heads often are
+    io.save_tensors(tmp_path / "t.safetensors", model.state_dict())
+    back = io.load_tensors(tmp_path / "t.safetensors")
+    assert torch.equal(back["0.weight"], model[0].weight) and torch.equal(back["1.weight"], model[0].weight)
+
+
+def test_torch_state_dicts_load_and_bad_ones_are_named(tmp_path):
+    linear = torch.nn.Linear(2, 3)
+    torch.save({"model_state": linear.state_dict(), "epoch": 3}, tmp_path / "w.pth")
+    back = io.load_tensors(tmp_path / "w.pth")
+    assert back.keys() == {"weight", "bias"} and torch.equal(back["weight"], linear.weight)
+    (tmp_path / "bad.pt").write_bytes(b"garbage")
+    with pytest.raises(KdforgeError, match="is corrupt \\(not a readable torch state dict"):
+        io.load_tensors(tmp_path / "bad.pt")
+    torch.save([1, 2], tmp_path / "list.pt")
+    with pytest.raises(KdforgeError, match="holds a list, not a state dict of tensors"):
+        io.load_tensors(tmp_path / "list.pt")
+
+
 def test_load_tensors_names_missing_and_corrupt_files(tmp_path):
     with pytest.raises(KdforgeError, match=r"pair shard '.*nope.safetensors' does not exist"):
         io.load_tensors(tmp_path / "nope.safetensors", "pair shard")

@@ -106,8 +106,16 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 def save_tensors(
     path: str | Path, tensors: Mapping[str, Tensor], metadata: dict[str, str] | None = None
 ) -> Path:
-    """Write ``tensors`` (moved to CPU, made contiguous) as one safetensors file, atomically."""
-    plain = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    """Write ``tensors`` (moved to CPU, made contiguous) as one safetensors file, atomically.
+
+    Tensors sharing memory (tied weights) are written as separate copies, as safetensors requires.
+    """
+    plain, storages = {}, set()
+    for key, value in tensors.items():
+        tensor = value.detach().cpu().contiguous()
+        storage = tensor.untyped_storage().data_ptr()
+        plain[key] = tensor.clone() if storage in storages else tensor
+        storages.add(storage)
     return atomic_write(path, lambda tmp: save_file(plain, str(tmp), metadata=metadata))
 
 

@@ -242,6 +242,7 @@ def test_architecture_with_a_local_weights_file(tmp_path, monkeypatch, package):
     method = build_method(cfg, load_splits(cfg))
     x = torch.randn(2, 1, 8, 8)
     assert torch.equal(method.teacher(x=x), trained(x))
+    assert run_experiment(cfg, progress=False)["teacher_params"] == 64 * 10 + 10
     with pytest.raises(KdforgeError, match=rf"{package} has no architecture 'tinyent' \(nearest: tinynet"):
         build_model(f"{package}:tinyent", (1, 8, 8), 10)
     cfg.teacher.checkpoint = None

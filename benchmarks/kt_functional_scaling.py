@@ -31,7 +31,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from kdforge.data import load_dataset  # noqa: E402
-from kdforge.methods.translation import networks as N  # noqa: E402
+from kdforge.methods.translation import networks  # noqa: E402
 from kdforge.methods.translation.align import align_channels  # noqa: E402
 from kdforge.methods.translation.evaluate import random_small, small_accuracy, split_networks  # noqa: E402
 from kdforge.methods.translation.pairs import (  # noqa: E402
@@ -130,7 +130,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     results = json.loads(out.read_text()) if out.exists() else {"points": {}}
     pairs, manifest = load_pairs(a.pairs)
-    spec = N.BlockSpec(**manifest["spec"])
+    spec = networks.BlockSpec(**manifest["spec"])
     sp = load_dataset(manifest["dataset"])
     tr, va, te = split_networks(pairs, val_frac=0.1, test_frac=0.2)  # kt_table.py's split
     x_tr, y_tr = sp.train.tensors["x"], sp.train.tensors["y"]
@@ -284,7 +284,7 @@ def main() -> None:
 
 def _fresh_test(
     a: argparse.Namespace,
-    spec: N.BlockSpec,
+    spec: networks.BlockSpec,
     results: dict,
     x: torch.Tensor,
     y: torch.Tensor,

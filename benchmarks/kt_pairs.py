@@ -19,7 +19,7 @@ import time
 import torch
 
 from kdforge.data import load_dataset
-from kdforge.methods.translation import networks as N
+from kdforge.methods.translation import networks
 from kdforge.methods.translation.pairs import PairConfig, Schedule, reference_pair, train_pairs
 from kdforge.report.provenance import provenance, write_results
 
@@ -39,7 +39,7 @@ def main() -> None:
     sp = load_dataset(a.dataset)
     tr = sp.train.tensors
     te = {k: v[: a.eval_images] for k, v in sp.test.tensors.items()}
-    spec = N.BlockSpec(small_skip=not a.no_skip)
+    spec = networks.BlockSpec(small_skip=not a.no_skip)
     fast = PairConfig(a.dataset, spec, Schedule(train_subset=4096, epochs_large=2, epochs_small=2, lr=0.05))
     ref = PairConfig(a.dataset, spec, schedule=Schedule.reference())
     rows = []

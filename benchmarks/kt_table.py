@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from kdforge.data import load_dataset  # noqa: E402
-from kdforge.methods.translation import networks as N  # noqa: E402
+from kdforge.methods.translation import networks  # noqa: E402
 from kdforge.methods.translation.augment import Augment  # noqa: E402
 from kdforge.methods.translation.evaluate import random_small, small_accuracy, split_networks  # noqa: E402
 from kdforge.methods.translation.pairs import load_pairs  # noqa: E402
@@ -246,7 +246,7 @@ def main() -> None:
             sys.exit(f"error: {e.cause}\nfix: {e.fix}")
     torch.set_num_threads(a.threads)
     pairs, manifest = load_pairs(a.pairs)
-    spec = N.BlockSpec(**manifest["spec"])
+    spec = networks.BlockSpec(**manifest["spec"])
     ds = manifest["dataset"]
     sp = load_dataset("idx", data_dir=a.data_dir) if a.data_dir else load_dataset(ds)
     tr, va, te = split_networks(pairs, val_frac=a.val_frac, test_frac=a.test_frac)

@@ -12,7 +12,7 @@ import torch
 import typer
 
 from kdforge.errors import KdforgeError
-from kdforge.methods.translation import networks as N
+from kdforge.methods.translation import networks
 from kdforge.methods.translation.augment import Augment
 from kdforge.methods.translation.pairs import PairConfig, Schedule, load_pairs, make_pairs
 
@@ -63,7 +63,7 @@ def make_pairs_cmd(
     try:
         splits = _data("idx" if data_dir else dataset, data_dir)
         start, stop = (int(v) for v in shards.split(":"))
-        spec = N.BlockSpec(
+        spec = networks.BlockSpec(
             in_channels=splits.input_shape[0],
             image_size=splits.input_shape[1],
             channels=channels,
@@ -113,7 +113,7 @@ def train_cmd(
 
     try:
         p, manifest = load_pairs(pairs)
-        spec = N.BlockSpec(**manifest["spec"])
+        spec = networks.BlockSpec(**manifest["spec"])
         splits = _manifest_data(manifest, data_dir)
         tr, va, _ = split_networks(p)
         w = {"mse": (1.0, 0.0), "functional": (0.0, 1.0), "both": (1.0, 1.0)}
@@ -159,7 +159,7 @@ def eval_cmd(
 
     try:
         p, manifest = load_pairs(pairs)
-        spec = N.BlockSpec(**manifest["spec"])
+        spec = networks.BlockSpec(**manifest["spec"])
         tt = TrainedTranslator.load(translator, spec)
         splits = _manifest_data(manifest, data_dir)
         _, _, te = split_networks(p)

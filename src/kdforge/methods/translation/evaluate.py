@@ -6,8 +6,7 @@ import torch
 from torch import Tensor
 
 from kdforge.errors import KdforgeError
-from kdforge.methods.translation import grouped as G
-from kdforge.methods.translation import networks as N
+from kdforge.methods.translation import grouped, networks
 from kdforge.methods.translation.train import TrainedTranslator
 
 
@@ -47,13 +46,13 @@ def small_accuracy(
         skip: The small block's identity skip (``BlockSpec.small_skip``).
     """
     p, s = shared_and_stats(pairs)
-    return G.accuracy({**p, **small}, s, x, y, "small", skip)
+    return grouped.accuracy({**p, **small}, s, x, y, "small", skip)
 
 
-def random_small(spec: N.BlockSpec, n: int, seed: int) -> dict[str, Tensor]:
+def random_small(spec: networks.BlockSpec, n: int, seed: int) -> dict[str, Tensor]:
     """``n`` randomly initialised small blocks (PyTorch-default init)."""
     g = torch.Generator().manual_seed(seed)
-    blocks = [N.init_params(spec, "small", g) for _ in range(n)]
+    blocks = [networks.init_params(spec, "small", g) for _ in range(n)]
     return {k: torch.stack([b[k] for b in blocks]) for k in blocks[0]}
 
 

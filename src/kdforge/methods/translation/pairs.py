@@ -32,8 +32,7 @@ from torch.func import grad, vmap
 from tqdm import tqdm
 
 from kdforge.errors import KdforgeError
-from kdforge.methods.translation import grouped as G
-from kdforge.methods.translation import networks as N
+from kdforge.methods.translation import grouped, networks
 
 MANIFEST = "manifest.json"
 HAS_SMALL = "has_small"  # bool [P]: the stored small block was trained (False: large-only network)
@@ -70,7 +69,7 @@ class PairConfig:
     """
 
     dataset: str = "fashion_mnist"
-    spec: N.BlockSpec = field(default_factory=N.BlockSpec)
+    spec: networks.BlockSpec = field(default_factory=networks.BlockSpec)
     schedule: Schedule = field(default_factory=Schedule)
     seed: int = 0
     shard_size: int = 16
@@ -145,7 +144,7 @@ def accuracy_many(
     skip: bool = True,
 ) -> Tensor:
     """Eval-mode accuracy of each of ``k`` stacked networks on (x, y): [k]."""
-    f = vmap(lambda pp, ss, xx: N.forward(pp, ss, xx, middle, False, skip)[0], in_dims=(0, 0, None))
+    f = vmap(lambda pp, ss, xx: networks.forward(pp, ss, xx, middle, False, skip)[0], in_dims=(0, 0, None))
     correct = 0
     for i in range(0, len(x), chunk):
         correct = correct + (f(p, s, x[i : i + chunk]).argmax(-1) == y[i : i + chunk]).sum(-1)
@@ -173,18 +172,18 @@ def train_pairs(
     if sched.train_subset:
         x, y = x[: sched.train_subset], y[: sched.train_subset]
     gens = [torch.Generator().manual_seed(s) for s in seeds]
-    shared = _stack([N.init_params(spec, "shared", g) for g in gens])
-    large = _stack([N.init_params(spec, "large", g) for g in gens])
-    small0 = _stack([N.init_params(spec, "small", g) for g in gens])
-    stats = _stack([N.init_stats(spec, "large") for _ in seeds])
+    shared = _stack([networks.init_params(spec, "shared", g) for g in gens])
+    large = _stack([networks.init_params(spec, "large", g) for g in gens])
+    small0 = _stack([networks.init_params(spec, "small", g) for g in gens])
+    stats = _stack([networks.init_stats(spec, "large") for _ in seeds])
     orders_large = _orders(len(x), sched.epochs_large, seeds, 1)
     orders_small = _orders(len(x), sched.epochs_small, seeds, 2)
     if engine == "grouped":
-        p, stats, small = G.train_pairs_grouped(
+        p, stats, small = grouped.train_pairs_grouped(
             {**shared, **large, **small0}, stats, x, y, orders_large, orders_small, sched, spec
         )
-        acc_large = G.accuracy(p, stats, test["x"], test["y"], "large")
-        acc_small = G.accuracy({**p, **small}, stats, test["x"], test["y"], "small", spec.small_skip)
+        acc_large = grouped.accuracy(p, stats, test["x"], test["y"], "large")
+        acc_small = grouped.accuracy({**p, **small}, stats, test["x"], test["y"], "small", spec.small_skip)
     elif engine == "vmap":
         p, stats, small = _vmap_pairs(shared, large, small0, stats, x, y, orders_large, orders_small, cfg)
         acc_large = accuracy_many(p, stats, test["x"], test["y"], "large")
@@ -201,16 +200,18 @@ def _vmap_pairs(shared, large, small0, stats, x, y, orders_large, orders_small, 
     spec, sched, k = cfg.spec, cfg.schedule, orders_large.shape[1]
 
     def large_loss(p, s, xb, yb):
-        logits, new = N.forward(p, s, xb, "large", True)
+        logits, new = networks.forward(p, s, xb, "large", True)
         return F.cross_entropy(logits, yb), new
 
     p, stats = _sgd_train({**shared, **large}, stats, x, y, orders_large, sched, large_loss, k)
     with torch.no_grad():  # phase 2 inputs: frozen begin activations (cached once), folded last block
-        feats = vmap(lambda pp, ss: N.begin_forward(pp, ss, x, False, {}), in_dims=(0, 0))(p, stats)
-        folded = vmap(N.fold_last)(p, stats)
+        feats = vmap(lambda pp, ss: networks.begin_forward(pp, ss, x, False, {}), in_dims=(0, 0))(p, stats)
+        folded = vmap(networks.fold_last)(p, stats)
 
     def small_loss(q, fl, hb, yb):
-        return F.cross_entropy(N.folded_last_forward(fl, N.small_forward(q, hb, spec.small_skip)), yb), fl
+        return F.cross_entropy(
+            networks.folded_last_forward(fl, networks.small_forward(q, hb, spec.small_skip)), yb
+        ), fl
 
     small, _ = _sgd_train(dict(small0), folded, feats, y, orders_small, sched, small_loss, k)
     return p, stats, small
@@ -233,9 +234,9 @@ def reference_pair(
     if sched.train_subset:
         x, y = x[: sched.train_subset], y[: sched.train_subset]
     g = torch.Generator().manual_seed(seed)
-    p = {**N.init_params(spec, "shared", g), **N.init_params(spec, "large", g)}
-    small = N.init_params(spec, "small", g)
-    s = N.init_stats(spec, "large")
+    p = {**networks.init_params(spec, "shared", g), **networks.init_params(spec, "large", g)}
+    small = networks.init_params(spec, "small", g)
+    s = networks.init_stats(spec, "large")
     steps = 0
 
     def run(trainable: dict[str, Tensor], middle: str, epochs: int, phase: int) -> None:
@@ -250,7 +251,9 @@ def reference_pair(
             )
             for b in range(0, len(x) - sched.batch_size + 1, sched.batch_size):
                 idx = order[b : b + sched.batch_size]
-                logits, new = N.forward({**p, **small}, s, x[idx], middle, middle == "large", spec.small_skip)
+                logits, new = networks.forward(
+                    {**p, **small}, s, x[idx], middle, middle == "large", spec.small_skip
+                )
                 loss = F.cross_entropy(logits, y[idx])
                 opt.zero_grad()
                 loss.backward()
@@ -368,7 +371,9 @@ def generation_time(directory: str | Path, shards: int | None = None) -> dict:
     return {"shards": len(files), "networks": nets, "seconds": secs, "wall_seconds": wall, "untimed": untimed}
 
 
-def load_pairs(directory: str | Path, spec: N.BlockSpec | None = None) -> tuple[dict[str, Tensor], dict]:
+def load_pairs(
+    directory: str | Path, spec: networks.BlockSpec | None = None
+) -> tuple[dict[str, Tensor], dict]:
     """Load every finished shard of a pair set: (stacked tensors, manifest).
 
     Raises:
@@ -379,7 +384,7 @@ def load_pairs(directory: str | Path, spec: N.BlockSpec | None = None) -> tuple[
     if not mpath.exists():
         raise KdforgeError(f"no {MANIFEST} in '{directory}'", "point to a directory written by `make-pairs`")
     manifest = json.loads(mpath.read_text())
-    have = N.BlockSpec(**manifest["spec"])
+    have = networks.BlockSpec(**manifest["spec"])
     if spec is not None and have != spec:
         raise KdforgeError(
             f"pair set '{directory}' has block shapes {have}, expected {spec}",

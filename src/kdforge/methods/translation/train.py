@@ -24,8 +24,7 @@ from torch.func import vmap
 from tqdm import tqdm
 
 from kdforge.errors import KdforgeError
-from kdforge.methods.translation import grouped as G
-from kdforge.methods.translation import networks as N
+from kdforge.methods.translation import grouped, networks
 from kdforge.methods.translation.augment import Augment
 from kdforge.methods.translation.pairs import HAS_SMALL
 from kdforge.methods.translation.translator import (
@@ -121,7 +120,7 @@ class TrainedTranslator:
         save_file(t, str(path), metadata=meta)
 
     @classmethod
-    def load(cls, path: str | Path, spec: N.BlockSpec | None = None) -> TrainedTranslator:
+    def load(cls, path: str | Path, spec: networks.BlockSpec | None = None) -> TrainedTranslator:
         """Load a checkpoint; fails clearly on a corrupt file or other block shapes than ``spec``."""
         try:
             t = load_file(str(path))
@@ -129,7 +128,7 @@ class TrainedTranslator:
 
             with safe_open(str(path), "pt") as f:
                 meta = f.metadata() or {}
-            have = N.BlockSpec(**json.loads(meta["spec"]))
+            have = networks.BlockSpec(**json.loads(meta["spec"]))
             raw = json.loads(meta["config"])
         except (SafetensorError, OSError, KeyError, ValueError) as e:
             raise KdforgeError(
@@ -153,7 +152,7 @@ def has_small(pairs: dict[str, Tensor]) -> Tensor:
     return torch.ones(len(pairs["seed"]), dtype=torch.bool)
 
 
-def norm_stats(pairs: dict[str, Tensor], spec: N.BlockSpec) -> dict[str, Tensor]:
+def norm_stats(pairs: dict[str, Tensor], spec: networks.BlockSpec) -> dict[str, Tensor]:
     """Per-(token, feature) mean/std of inputs and context (all networks) and of targets (trained
     small blocks only)."""
     x = tokenize_large(pairs, spec)
@@ -188,14 +187,14 @@ def feature_bank(
         l_parts = []
         for j in range(0, len(images), img_chunk):
             xb = images[j : j + img_chunk].repeat(1, k, 1, 1)
-            h = G.begin(pp, ss, xb, False)  # [b, k*C, h, w]
-            l_parts.append(G.last(pp, ss, G.large(pp, ss, h, False), False))  # [k, b, classes]
+            h = grouped.begin(pp, ss, xb, False)  # [b, k*C, h, w]
+            l_parts.append(grouped.last(pp, ss, grouped.large(pp, ss, h, False), False))  # [k, b, classes]
             h = h.reshape(len(xb), k, -1, *h.shape[2:]).transpose(0, 1)
             if feats is None:
                 feats = h.new_empty(len(pairs["seed"]), len(images), *h.shape[2:])
             feats[i : i + k, j : j + len(xb)] = h
         logits.append(torch.cat(l_parts, 1))
-    return feats, torch.cat(logits), vmap(N.fold_last)(p, stats)
+    return feats, torch.cat(logits), vmap(networks.fold_last)(p, stats)
 
 
 def small_logits(
@@ -206,7 +205,7 @@ def small_logits(
     All P networks run as one grouped-conv network (see :mod:`.grouped`).
     """
     h = feats.transpose(0, 1).flatten(1, 2)  # [M, P*C, h, w]: network j in channel slice j
-    return G.folded_last(folded, G.small(small, h, skip))
+    return grouped.folded_last(folded, grouped.small(small, h, skip))
 
 
 def _take(d: dict[str, Tensor], idx: Tensor) -> dict[str, Tensor]:
@@ -228,7 +227,7 @@ def bank_accuracy(
     return torch.cat(out)
 
 
-def _symmetry_augment(x: Tensor, spec: N.BlockSpec, cfg: TrainConfig, gen: torch.Generator) -> Tensor:
+def _symmetry_augment(x: Tensor, spec: networks.BlockSpec, cfg: TrainConfig, gen: torch.Generator) -> Tensor:
     """Random function-preserving reorderings/rescalings of the large blocks' hidden channels."""
     b, c = len(x), spec.channels
     if cfg.hidden_perm:
@@ -242,7 +241,7 @@ def _symmetry_augment(x: Tensor, spec: N.BlockSpec, cfg: TrainConfig, gen: torch
 def train_translator(
     train_pairs: dict[str, Tensor],
     val_pairs: dict[str, Tensor],
-    spec: N.BlockSpec,
+    spec: networks.BlockSpec,
     cfg: TrainConfig,
     train_images: tuple[Tensor, Tensor],
     val_images: tuple[Tensor, Tensor],

@@ -12,6 +12,7 @@ from kdforge.data import load_dataset
 from kdforge.errors import KdforgeError
 from kdforge.methods.translation import networks
 from kdforge.methods.translation.evaluate import evaluate, split_networks
+from kdforge.methods.translation.oracle import vmap_pairs
 from kdforge.methods.translation.pairs import (
     PairConfig,
     Schedule,
@@ -22,7 +23,12 @@ from kdforge.methods.translation.pairs import (
     shard_path,
     train_pairs,
 )
-from kdforge.methods.translation.train import TrainConfig, TrainedTranslator, train_translator
+from kdforge.methods.translation.train import (
+    TrainedTranslator,
+    TranslatorConfig,
+    template_index,
+    train_translator,
+)
 
 SPEC = networks.BlockSpec(image_size=8)
 
@@ -58,15 +64,13 @@ def test_grouped_and_vmapped_training_equal_one_at_a_time(digits, skip):
         Schedule(train_subset=128, epochs_large=1, epochs_small=1, batch_size=32, lr=0.01),
     )
     tr, te = digits.train.tensors, digits.test.tensors
-    grouped = train_pairs([5, 6], c, tr, te, engine="grouped")
-    vmapped = train_pairs([5, 6], c, tr, te, engine="vmap")
-    one = train_pairs([6], c, tr, te, engine="grouped")
+    grouped = train_pairs([5, 6], c, tr, te)
+    vmapped = vmap_pairs([5, 6], c, tr, te)
+    one = train_pairs([6], c, tr, te)
     for k in one:
         assert torch.allclose(grouped[k][1].float(), one[k][0].float(), atol=1e-4), k
         assert torch.allclose(grouped[k].float(), vmapped[k].float(), atol=1e-4), k
     assert not torch.allclose(grouped["large.conv1"][0], grouped["large.conv1"][1])
-    with pytest.raises(KdforgeError, match="unknown pair engine"):
-        train_pairs([5], c, tr, te, engine="jit")
 
 
 def test_pairs_are_stored_resumable_and_learn(pair_dir, digits, cfg):
@@ -111,7 +115,7 @@ def test_bad_pair_sets_give_clear_errors(pair_dir, tmp_path, digits, cfg):
     with pytest.raises(KdforgeError, match="has shape"):
         load_pairs(tmp_path)
     with pytest.raises(KdforgeError, match="empty pair set"):
-        train_translator({}, {}, SPEC, TrainConfig(), (None, None), (None, None))
+        train_translator({}, {}, SPEC, TranslatorConfig(), (None, None), (None, None))
 
 
 @pytest.mark.parametrize(
@@ -126,7 +130,7 @@ def test_bad_pair_sets_give_clear_errors(pair_dir, tmp_path, digits, cfg):
 def test_end_to_end_translate_and_evaluate(pair_dir, digits, tmp_path, objective, variant):
     p, _ = load_pairs(pair_dir)
     tr, va, te = split_networks(p, val_frac=0.2, test_frac=0.3)
-    cfg = TrainConfig(
+    cfg = TranslatorConfig(
         dim=16,
         depth=1,
         epochs=6,
@@ -143,9 +147,10 @@ def test_end_to_end_translate_and_evaluate(pair_dir, digits, tmp_path, objective
     tt, hist = train_translator(
         tr, va, SPEC, cfg, (x, y), (digits.val.tensors["x"], digits.val.tensors["y"]), progress=False
     )
-    assert hist["loss"][-1] < hist["loss"][0]
-    if objective == "functional":  # a correction of the best training pair's small block
-        assert torch.equal(tt.norm["base"], tokenize_norm(tr, tt, tr["acc_small"].argmax()))
+    assert min(hist["loss"][1:]) < hist["loss"][0]  # tiny data: the epoch loss is noisy, not monotone
+    if objective == "functional":  # a correction of the training pair's small block best on validation
+        best = template_index(tr, digits.val.tensors["x"], digits.val.tensors["y"], SPEC.small_skip)
+        assert torch.equal(tt.norm["base"], tokenize_norm(tr, tt, best))
     tt.save(tmp_path / "t.safetensors")
     tt2 = TrainedTranslator.load(tmp_path / "t.safetensors", SPEC)
     a, b = tt.translate(te), tt2.translate(te)
@@ -248,13 +253,14 @@ def test_full_pairs_and_large_only_networks_mix_for_the_functional_objective(pai
     xv, yv = digits.val.tensors["x"], digits.val.tensors["y"]
     small = dict(dim=8, depth=1, epochs=1, batch_size=4, bank=32, img_batch=8)
     with pytest.raises(KdforgeError, match="MSE objective needs small-block targets"):
-        train_translator(mixed, va, SPEC, TrainConfig(**small), (x, y), (xv, yv), progress=False)
+        train_translator(mixed, va, SPEC, TranslatorConfig(**small), (x, y), (xv, yv), progress=False)
     with pytest.raises(KdforgeError, match="no training network has a trained small block"):
-        fc = TrainConfig(**small, mse_weight=0.0, func_weight=1.0, template=True)
+        fc = TranslatorConfig(**small, mse_weight=0.0, func_weight=1.0, template=True)
         train_translator(lo[0], va, SPEC, fc, (x, y), (xv, yv), progress=False)
-    fc = TrainConfig(**small, mse_weight=0.0, func_weight=1.0, template=True)
+    fc = TranslatorConfig(**small, mse_weight=0.0, func_weight=1.0, template=True)
     tt, _ = train_translator(mixed, va, SPEC, fc, (x, y), (xv, yv), progress=False)
-    assert torch.equal(tt.norm["base"], tokenize_norm(tr, tt, tr["acc_small"].argmax()))
+    best_on_val = template_index(mixed, xv, yv, SPEC.small_skip)
+    assert torch.equal(tt.norm["base"], tokenize_norm(mixed, tt, best_on_val))
     other = (lo[0], {**lo[1], "spec": {**lo[1]["spec"], "bottleneck": 2}})
     with pytest.raises(KdforgeError, match="pair sets differ in spec"):
         merge_pair_sets((tr, full[1]), other)

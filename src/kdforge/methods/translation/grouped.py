@@ -178,3 +178,22 @@ def train_pairs_grouped(
 
     _sgd(q, sched, small_step, orders_small, bs)
     return p, s, q
+
+
+def shared_and_stats(pairs: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """(begin + last params, their BN stats) of stacked pairs."""
+    p = {k: v for k, v in pairs.items() if k.startswith(("begin.", "last."))}
+    s = {k[6:]: v for k, v in pairs.items() if k.startswith(("stats.begin", "stats.last"))}
+    return p, s
+
+
+def small_accuracy(
+    pairs: dict[str, Tensor], small: dict[str, Tensor], x: Tensor, y: Tensor, skip: bool = True
+) -> Tensor:
+    """Accuracy of each network's begin/last around the given small blocks (eval-mode BN): [P].
+
+    Args:
+        skip: The small block's identity skip (``BlockSpec.small_skip``).
+    """
+    p, s = shared_and_stats(pairs)
+    return accuracy({**p, **small}, s, x, y, "small", skip)

@@ -19,8 +19,9 @@ import time
 import torch
 
 from kdforge.data import load_dataset
-from kdforge.methods.translation import networks as N
-from kdforge.methods.translation.pairs import PairConfig, Schedule, reference_pair, train_pairs
+from kdforge.methods.translation import networks
+from kdforge.methods.translation.oracle import reference_pair, vmap_pairs
+from kdforge.methods.translation.pairs import PairConfig, Schedule, train_pairs
 from kdforge.report.provenance import provenance, write_results
 
 
@@ -39,7 +40,7 @@ def main() -> None:
     sp = load_dataset(a.dataset)
     tr = sp.train.tensors
     te = {k: v[: a.eval_images] for k, v in sp.test.tensors.items()}
-    spec = N.BlockSpec(small_skip=not a.no_skip)
+    spec = networks.BlockSpec(small_skip=not a.no_skip)
     fast = PairConfig(a.dataset, spec, Schedule(train_subset=4096, epochs_large=2, epochs_small=2, lr=0.05))
     ref = PairConfig(a.dataset, spec, schedule=Schedule.reference())
     rows = []
@@ -75,7 +76,8 @@ def main() -> None:
     )
     for engine, k, seed0 in (("vmap", a.k_vmap, 20_000), ("grouped", a.k, 30_000)):
         t = time.perf_counter()
-        out = train_pairs(list(range(seed0, seed0 + k)), fast, tr, te, engine=engine)
+        train = vmap_pairs if engine == "vmap" else train_pairs
+        out = train(list(range(seed0, seed0 + k)), fast, tr, te)
         sec = (time.perf_counter() - t) / k
         rows.append(
             {

@@ -24,14 +24,13 @@ from dataclasses import asdict
 import torch
 
 from kdforge.data import load_dataset
-from kdforge.methods.translation import grouped as G
-from kdforge.methods.translation import networks as N
+from kdforge.methods.translation import grouped, networks
 from kdforge.methods.translation.evaluate import random_small
 from kdforge.methods.translation.pairs import PairConfig, Schedule, train_pairs
 from kdforge.report.provenance import provenance, write_results
 
 
-def _score(nets: dict, spec: N.BlockSpec, x: torch.Tensor, y: torch.Tensor, draws: int) -> dict:
+def _score(nets: dict, spec: networks.BlockSpec, x: torch.Tensor, y: torch.Tensor, draws: int) -> dict:
     """Accuracy of each network with random / zero (identity) / skip-less random small blocks."""
     p = {k: v for k, v in nets.items() if k.startswith(("begin.", "last."))}
     s = {k[6:]: v for k, v in nets.items() if k.startswith("stats.")}
@@ -39,10 +38,10 @@ def _score(nets: dict, spec: N.BlockSpec, x: torch.Tensor, y: torch.Tensor, draw
     out: dict[str, list[float]] = {"random, skip": [], "random, no skip": []}
     for d in range(draws):
         r = random_small(spec, k, 7000 + d)
-        out["random, skip"] += G.accuracy({**p, **r}, s, x, y, "small", True).tolist()
-        out["random, no skip"] += G.accuracy({**p, **r}, s, x, y, "small", False).tolist()
+        out["random, skip"] += grouped.accuracy({**p, **r}, s, x, y, "small", True).tolist()
+        out["random, no skip"] += grouped.accuracy({**p, **r}, s, x, y, "small", False).tolist()
     zero = {n: torch.zeros_like(v) for n, v in random_small(spec, k, 0).items()}
-    out["zero weights, skip (= identity)"] = G.accuracy({**p, **zero}, s, x, y, "small", True).tolist()
+    out["zero weights, skip (= identity)"] = grouped.accuracy({**p, **zero}, s, x, y, "small", True).tolist()
     out["large network"] = nets["acc_large"].tolist()
     return out
 
@@ -59,7 +58,7 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     sp = load_dataset(a.dataset)
     tr, te = sp.train.tensors, sp.test.tensors
-    spec = N.BlockSpec(in_channels=sp.input_shape[0], image_size=sp.input_shape[1])
+    spec = networks.BlockSpec(in_channels=sp.input_shape[0], image_size=sp.input_shape[1])
     schedules = {
         f"reference-like: whole train split, {a.ref_epochs} epochs, lr 0.01": Schedule(
             train_subset=0, epochs_large=a.ref_epochs, epochs_small=0, lr=0.01

@@ -24,11 +24,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from kdforge.data import load_dataset  # noqa: E402
-from kdforge.methods.translation import networks as N  # noqa: E402
+from kdforge.methods.translation import networks  # noqa: E402
 from kdforge.methods.translation.augment import Augment  # noqa: E402
-from kdforge.methods.translation.evaluate import random_small, small_accuracy, split_networks  # noqa: E402
+from kdforge.methods.translation.evaluate import (  # noqa: E402
+    TEST_FRACTION,
+    VAL_FRACTION,
+    random_small,
+    ratio_interval,
+    small_accuracy,
+    split_networks,
+)
 from kdforge.methods.translation.pairs import load_pairs  # noqa: E402
-from kdforge.methods.translation.train import TrainConfig, train_translator  # noqa: E402
+from kdforge.methods.translation.train import TranslatorConfig, train_translator, validation_images  # noqa: E402
 
 ROWS = {
     "translated (MSE, Mixer)": {},
@@ -47,9 +54,23 @@ def _ms(v: list[float]) -> str:
     return f"{st.mean(v):.3f} ± {st.stdev(v) if len(v) > 1 else 0.0:.3f}"
 
 
+def target_verdict(r: dict | None) -> str:
+    """The targets (>= 0.9 of trained, >= 2x random) on a row or point: met / not distinguishable / missed.
+
+    With a network-bootstrap interval (``ratio_trained_ci``) "met" needs its lower bound >= 0.9 and
+    "missed" its upper bound < 0.9; without one, the point estimate decides.
+    """
+    if not r:
+        return "missed"
+    low, high = r.get("ratio_trained_ci") or (r["ratio_trained"], r["ratio_trained"])
+    if r["ratio_random"] < 2.0 or high < 0.9:
+        return "missed"
+    return "met" if low >= 0.9 else "not distinguishable"
+
+
 def meets_targets(r: dict | None) -> bool:
-    """The issue's targets, on a row or point with ``ratio_trained`` / ``ratio_random``: >= 0.9, >= 2."""
-    return bool(r) and r["ratio_trained"] >= 0.9 and r["ratio_random"] >= 2.0
+    """Whether :func:`target_verdict` says "met"."""
+    return target_verdict(r) == "met"
 
 
 def render_md(results: dict) -> str:
@@ -67,11 +88,13 @@ def render_md(results: dict) -> str:
         f"{i['batch_size']} networks per step, seeds {i['seeds']}; checkpoint = best mean accuracy on the "
         f"validation networks (test networks are never used for selection). Accuracy on the first "
         f"{i['test_images']} test images, each small block between its own network's frozen begin/last.",
-        "mean ± std over all (test network, translator seed) values; 'seed std' = std of per-seed means.",
+        "mean ± std over all (test network, translator seed) values; 'seed std' = std of per-seed means; "
+        "'95% CI' = network-bootstrap interval of the ratio to trained (test networks resampled); a "
+        "target is met only when that interval's lower bound clears 0.9.",
         "",
-        "| row | epochs | test acc | seed std | / trained | / random "
+        "| row | epochs | test acc | seed std | / trained | 95% CI | / random "
         "| targets (>= 2x random, >= 0.9 trained) | #train pairs | gen. time (all pairs) | train time/seed |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     r_mean = st.mean(v for s in rnd for v in s)
     t_mean = st.mean(trained)
@@ -85,15 +108,17 @@ def render_md(results: dict) -> str:
             seed_std=st.stdev(seed_means) if len(seed_means) > 1 else 0.0,
             ratio_trained=st.mean(flat) / t_mean,
             ratio_random=st.mean(flat) / r_mean,
+            ratio_trained_ci=list(ratio_interval(row["per_seed"], trained)[1:]),
         )
         row["meets_targets"] = meets_targets(row)
-        verdict = ("met" if row["meets_targets"] else "missed") if name in translators else "-"
+        verdict = target_verdict(row) if name in translators else "-"
+        low, high = row["ratio_trained_ci"]
         ts = "-" if row["train_seconds"] is None else f"{row['train_seconds']:.0f} s"
         ts += f" ({row['threads']} threads)" if row.get("threads", 1) != 1 else ""
         gen = row.get("generation", f"{gen_min:.1f} min")
         md.append(
             f"| {name} | {row.get('epochs', '-')} | {_ms(flat)} | {row['seed_std']:.3f} | "
-            f"{row['ratio_trained']:.3f} | {row['ratio_random']:.2f} | {verdict} | "
+            f"{row['ratio_trained']:.3f} | [{low:.3f}, {high:.3f}] | {row['ratio_random']:.2f} | {verdict} | "
             f"{row.get('n_train', i['n_train'])} | {gen} | {ts} |"
         )
     met = [n for n in translators if results["rows"][n]["meets_targets"]]
@@ -119,13 +144,18 @@ def render_md(results: dict) -> str:
         )
         if f := m.get("fresh_test"):
             pl, n = f["pooled"], f["n"] + len(results["rows"][TRAINED]["per_seed"][0])
+            if "per_seed" in f:  # per-network lists kept: the pooled network-bootstrap interval
+                split_seeds = results["rows"][name]["per_seed"]
+                pooled_seeds = [a + b for a, b in zip(split_seeds, f["per_seed"], strict=True)]
+                pl["ratio_trained_ci"] = list(ratio_interval(pooled_seeds, trained + f["trained"])[1:])
+            ci = pl.get("ratio_trained_ci")
+            ci_text = f" (95% CI [{ci[0]:.3f}, {ci[1]:.3f}] over test networks)" if ci else ""
             md.append(
                 f"The same translators on {f['n']} fresh test networks (`{f['dir']}`, never trained on or "
                 f"used for selection): {f['mean']:.3f} ± {f['std']:.3f} = {f['ratio_trained']:.3f} of their "
                 f"trained blocks; pooled over all {n} test networks (the primary measure): "
-                f"{pl['mean']:.3f} ± {pl['std']:.3f} = **{pl['ratio_trained']:.3f} of trained**, "
-                f"{pl['ratio_random']:.2f}x random init (targets >= 0.9 and >= 2x: "
-                f"{'met' if meets_targets(pl) else 'missed'})."
+                f"{pl['mean']:.3f} ± {pl['std']:.3f} = **{pl['ratio_trained']:.3f} of trained**{ci_text}, "
+                f"{pl['ratio_random']:.2f}x random init (targets >= 0.9 and >= 2x: {target_verdict(pl)})."
             )
     return "\n".join(md)
 
@@ -209,8 +239,9 @@ def merge_scaling_row(a: argparse.Namespace) -> None:
         "merge": provenance({"merge_scaling": a.merge_scaling, "point": a.point}),
     }
     if "pooled" in p.get("fresh_test", {}):  # the same translators on fresh test networks too
-        f = {k: v for k, v in p["fresh_test"].items() if k not in ("per_seed", "seed_means")}
-        results["merged"][name]["fresh_test"] = {**f, "n": len(p["fresh_test"]["per_seed"][0])}
+        f = {k: v for k, v in p["fresh_test"].items() if k != "seed_means"}
+        fresh_trained = scaling["reference"]["fresh_test"]["trained"]
+        results["merged"][name]["fresh_test"] = {**f, "n": len(f["per_seed"][0]), "trained": fresh_trained}
     write_results(out, results, render_md(results))
     print(render_md(results))
 
@@ -225,8 +256,8 @@ def main() -> None:
     ap.add_argument("--depth", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--test-images", type=int, default=2000, help="first N images of the test split")
-    ap.add_argument("--val-frac", type=float, default=0.1, help="share of networks for validation")
-    ap.add_argument("--test-frac", type=float, default=0.2, help="share of networks for test")
+    ap.add_argument("--val-frac", type=float, default=VAL_FRACTION, help="share of networks for validation")
+    ap.add_argument("--test-frac", type=float, default=TEST_FRACTION, help="share of networks for test")
     ap.add_argument("--batch-size", type=int, default=32, help="networks per translator step")
     ap.add_argument("--func-epochs", type=int, default=None, help="epochs of functional rows")
     ap.add_argument("--img-batch", type=int, default=64, help="images per network per functional step")
@@ -246,7 +277,7 @@ def main() -> None:
             sys.exit(f"error: {e.cause}\nfix: {e.fix}")
     torch.set_num_threads(a.threads)
     pairs, manifest = load_pairs(a.pairs)
-    spec = N.BlockSpec(**manifest["spec"])
+    spec = networks.BlockSpec(**manifest["spec"])
     ds = manifest["dataset"]
     sp = load_dataset("idx", data_dir=a.data_dir) if a.data_dir else load_dataset(ds)
     tr, va, te = split_networks(pairs, val_frac=a.val_frac, test_frac=a.test_frac)
@@ -254,7 +285,7 @@ def main() -> None:
     shards = sorted(Path(a.pairs).glob("shard_*.safetensors"))
     gen_s = max(f.stat().st_mtime for f in shards) - (Path(a.pairs) / "manifest.json").stat().st_mtime
     x_tr, y_tr = sp.train.tensors["x"], sp.train.tensors["y"]
-    x_va, y_va = sp.val.tensors["x"][:1000], sp.val.tensors["y"][:1000]
+    x_va, y_va = validation_images(sp)
     x_te, y_te = sp.test.tensors["x"][: a.test_images], sp.test.tensors["y"][: a.test_images]
     small_te = {k: v for k, v in te.items() if k.startswith("small.")}
     trained = small_accuracy(te, small_te, x_te, y_te, skip).tolist()  # stored trained blocks, same images
@@ -278,7 +309,7 @@ def main() -> None:
         functional = over.get("func_weight", 0) > 0
         epochs = a.func_epochs if functional and a.func_epochs else a.epochs
         for s in a.seeds:
-            cfg = TrainConfig(
+            cfg = TranslatorConfig(
                 dim=a.dim,
                 depth=a.depth,
                 epochs=epochs,

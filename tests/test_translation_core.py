@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from kdforge.errors import KdforgeError
-from kdforge.methods.translation import networks as N
+from kdforge.methods.translation import networks
 from kdforge.methods.translation.augment import Augment
 from kdforge.methods.translation.translator import (
     Translator,
@@ -22,7 +22,7 @@ from kdforge.methods.translation.translator import (
 )
 
 
-def _fake_pairs(spec: N.BlockSpec, n: int = 3) -> dict[str, torch.Tensor]:
+def _fake_pairs(spec: networks.BlockSpec, n: int = 3) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     shapes = {**spec.large_shapes(), **spec.small_shapes()}
     out = {k: torch.randn((n, *s), generator=g) for k, s in shapes.items()}
@@ -32,7 +32,9 @@ def _fake_pairs(spec: N.BlockSpec, n: int = 3) -> dict[str, torch.Tensor]:
     return out
 
 
-@pytest.mark.parametrize("spec", [N.BlockSpec(), N.BlockSpec(channels=8, bottleneck=2, kernel=5)])
+@pytest.mark.parametrize(
+    "spec", [networks.BlockSpec(), networks.BlockSpec(channels=8, bottleneck=2, kernel=5)]
+)
 def test_tokenisation_round_trip_is_exact(spec):
     p = _fake_pairs(spec)
     tok = tokenize_large(p, spec)
@@ -62,7 +64,7 @@ def test_augment_masking_and_noise_statistics():
 
 @pytest.mark.parametrize("kind", Translator.KINDS)
 def test_translator_output_shapes_and_grad(kind):
-    spec = N.BlockSpec()
+    spec = networks.BlockSpec()
     t = Translator(spec, kind, dim=16, depth=2)
     tok = tokenize_large(_fake_pairs(spec, 5), spec)
     out = t(tok)
@@ -75,24 +77,24 @@ def test_translator_output_shapes_and_grad(kind):
 
 def test_unknown_translator_kind_is_clear():
     with pytest.raises(KdforgeError, match="unknown translator"):
-        Translator(N.BlockSpec(), "mixr")
+        Translator(networks.BlockSpec(), "mixr")
 
 
 def test_bn_matches_torch_and_folding_is_exact():
-    spec = N.BlockSpec(image_size=8)
+    spec = networks.BlockSpec(image_size=8)
     g = torch.Generator().manual_seed(1)
-    p = {**N.init_params(spec, "shared", g), **N.init_params(spec, "large", g)}
-    s = N.init_stats(spec, "large")
+    p = {**networks.init_params(spec, "shared", g), **networks.init_params(spec, "large", g)}
+    s = networks.init_stats(spec, "large")
     x = torch.rand(16, 1, 8, 8, generator=g)
-    _, new = N.forward(p, s, x, "large", True)
+    _, new = networks.forward(p, s, x, "large", True)
     bn = torch.nn.BatchNorm2d(6)
     bn.train()
     bn(torch.nn.functional.conv2d(x, p["begin.conv"], padding=1))
     assert torch.allclose(new["begin.bn.mean"], bn.running_mean, atol=1e-6)
     assert torch.allclose(new["begin.bn.var"], bn.running_var, atol=1e-6)
     h = torch.rand(4, 6, 4, 4, generator=g)
-    ref = N.last_forward(p, new, h, False, {})
-    assert torch.allclose(N.folded_last_forward(N.fold_last(p, new), h), ref, atol=1e-5)
+    ref = networks.last_forward(p, new, h, False, {})
+    assert torch.allclose(networks.folded_last_forward(networks.fold_last(p, new), h), ref, atol=1e-5)
 
 
 def test_cli_help_and_bad_input_are_clear(tmp_path):
@@ -107,9 +109,9 @@ def test_cli_help_and_bad_input_are_clear(tmp_path):
 
 
 def test_hidden_reordering_and_rescaling_keep_the_large_block_function():
-    spec = N.BlockSpec(image_size=8)
+    spec = networks.BlockSpec(image_size=8)
     g = torch.Generator().manual_seed(2)
-    p = {k: v[None] for k, v in N.init_params(spec, "large", g).items()}
+    p = {k: v[None] for k, v in networks.init_params(spec, "large", g).items()}
     for i in (1, 2):  # non-trivial BN so a wrong index would change the output
         p[f"large.bn{i}.w"] = torch.rand(1, 6, generator=g) + 0.5
         p[f"large.bn{i}.b"] = torch.randn(1, 6, generator=g)
@@ -124,7 +126,7 @@ def test_hidden_reordering_and_rescaling_keep_the_large_block_function():
     def run(t):
         q = {k: v[0] for k, v in detokenize_large(t, spec).items()}
         s = {k[6:]: v for k, v in q.items() if k.startswith("stats.")}
-        return N.large_forward(q, s, h, False, {})
+        return networks.large_forward(q, s, h, False, {})
 
     h = torch.rand(2, 6, 5, 5, generator=g)
     assert torch.allclose(run(moved), run(tok), atol=1e-6)
@@ -135,10 +137,10 @@ def test_hidden_reordering_and_rescaling_keep_the_large_block_function():
 
 
 def test_context_tokens_read_begin_and_last_and_are_required():
-    spec = N.BlockSpec()
+    spec = networks.BlockSpec()
     g = torch.Generator().manual_seed(3)
-    shared = {k: torch.stack([v, v * 2]) for k, v in N.init_params(spec, "shared", g).items()}
-    stats = {f"stats.{k}": torch.stack([v, v]) for k, v in N.init_stats(spec, "small").items()}
+    shared = {k: torch.stack([v, v * 2]) for k, v in networks.init_params(spec, "shared", g).items()}
+    stats = {f"stats.{k}": torch.stack([v, v]) for k, v in networks.init_stats(spec, "small").items()}
     ctx = context_features({**shared, **stats}, spec)
     assert ctx.shape == (2, context_dim(spec))
     assert not torch.allclose(ctx[0], ctx[1])  # different blocks -> different context
@@ -154,7 +156,7 @@ def test_context_tokens_read_begin_and_last_and_are_required():
 
 
 def test_set_translator_ignores_the_order_of_hidden_channels():
-    spec = N.BlockSpec()
+    spec = networks.BlockSpec()
     t = Translator(spec, "set", dim=16, depth=2).eval()
     tok = tokenize_large(_fake_pairs(spec, 4), spec)
     perm = torch.stack([torch.randperm(6, generator=torch.Generator().manual_seed(i)) for i in range(4)])

@@ -10,8 +10,9 @@ import torch
 
 from kdforge.data import load_dataset
 from kdforge.errors import KdforgeError
-from kdforge.methods.translation import networks as N
+from kdforge.methods.translation import networks
 from kdforge.methods.translation.evaluate import evaluate, split_networks
+from kdforge.methods.translation.oracle import vmap_pairs
 from kdforge.methods.translation.pairs import (
     PairConfig,
     Schedule,
@@ -22,9 +23,14 @@ from kdforge.methods.translation.pairs import (
     shard_path,
     train_pairs,
 )
-from kdforge.methods.translation.train import TrainConfig, TrainedTranslator, train_translator
+from kdforge.methods.translation.train import (
+    TrainedTranslator,
+    TranslatorConfig,
+    template_index,
+    train_translator,
+)
 
-SPEC = N.BlockSpec(image_size=8)
+SPEC = networks.BlockSpec(image_size=8)
 
 
 @pytest.fixture(scope="module")
@@ -54,19 +60,17 @@ def pair_dir(tmp_path_factory, digits, cfg):
 def test_grouped_and_vmapped_training_equal_one_at_a_time(digits, skip):
     c = PairConfig(
         "digits",
-        N.BlockSpec(image_size=8, small_skip=skip),
+        networks.BlockSpec(image_size=8, small_skip=skip),
         Schedule(train_subset=128, epochs_large=1, epochs_small=1, batch_size=32, lr=0.01),
     )
     tr, te = digits.train.tensors, digits.test.tensors
-    grouped = train_pairs([5, 6], c, tr, te, engine="grouped")
-    vmapped = train_pairs([5, 6], c, tr, te, engine="vmap")
-    one = train_pairs([6], c, tr, te, engine="grouped")
+    grouped = train_pairs([5, 6], c, tr, te)
+    vmapped = vmap_pairs([5, 6], c, tr, te)
+    one = train_pairs([6], c, tr, te)
     for k in one:
         assert torch.allclose(grouped[k][1].float(), one[k][0].float(), atol=1e-4), k
         assert torch.allclose(grouped[k].float(), vmapped[k].float(), atol=1e-4), k
     assert not torch.allclose(grouped["large.conv1"][0], grouped["large.conv1"][1])
-    with pytest.raises(KdforgeError, match="unknown pair engine"):
-        train_pairs([5], c, tr, te, engine="jit")
 
 
 def test_pairs_are_stored_resumable_and_learn(pair_dir, digits, cfg):
@@ -92,7 +96,7 @@ def test_generation_time_comes_from_the_shards(pair_dir, tmp_path):
 
 def test_bad_pair_sets_give_clear_errors(pair_dir, tmp_path, digits, cfg):
     with pytest.raises(KdforgeError, match="block shapes"):
-        load_pairs(pair_dir, N.BlockSpec(image_size=8, bottleneck=2))
+        load_pairs(pair_dir, networks.BlockSpec(image_size=8, bottleneck=2))
     with pytest.raises(KdforgeError, match="no manifest"):
         load_pairs(tmp_path)
     (tmp_path / "manifest.json").write_text((pair_dir / "manifest.json").read_text())
@@ -101,7 +105,7 @@ def test_bad_pair_sets_give_clear_errors(pair_dir, tmp_path, digits, cfg):
     (tmp_path / "shard_00000.safetensors").write_bytes(b"garbage")
     with pytest.raises(KdforgeError, match="corrupt"):
         load_pairs(tmp_path)
-    other = PairConfig("digits", N.BlockSpec(image_size=8, channels=4), cfg.schedule, 0, 2)
+    other = PairConfig("digits", networks.BlockSpec(image_size=8, channels=4), cfg.schedule, 0, 2)
     with pytest.raises(KdforgeError, match="another configuration"):
         make_pairs(pair_dir, other, range(0, 1), digits, progress=False)
     bad = json.loads((pair_dir / "manifest.json").read_text())
@@ -111,7 +115,7 @@ def test_bad_pair_sets_give_clear_errors(pair_dir, tmp_path, digits, cfg):
     with pytest.raises(KdforgeError, match="has shape"):
         load_pairs(tmp_path)
     with pytest.raises(KdforgeError, match="empty pair set"):
-        train_translator({}, {}, SPEC, TrainConfig(), (None, None), (None, None))
+        train_translator({}, {}, SPEC, TranslatorConfig(), (None, None), (None, None))
 
 
 @pytest.mark.parametrize(
@@ -126,7 +130,7 @@ def test_bad_pair_sets_give_clear_errors(pair_dir, tmp_path, digits, cfg):
 def test_end_to_end_translate_and_evaluate(pair_dir, digits, tmp_path, objective, variant):
     p, _ = load_pairs(pair_dir)
     tr, va, te = split_networks(p, val_frac=0.2, test_frac=0.3)
-    cfg = TrainConfig(
+    cfg = TranslatorConfig(
         dim=16,
         depth=1,
         epochs=6,
@@ -143,9 +147,10 @@ def test_end_to_end_translate_and_evaluate(pair_dir, digits, tmp_path, objective
     tt, hist = train_translator(
         tr, va, SPEC, cfg, (x, y), (digits.val.tensors["x"], digits.val.tensors["y"]), progress=False
     )
-    assert hist["loss"][-1] < hist["loss"][0]
-    if objective == "functional":  # a correction of the best training pair's small block
-        assert torch.equal(tt.norm["base"], tokenize_norm(tr, tt, tr["acc_small"].argmax()))
+    assert min(hist["loss"][1:]) < hist["loss"][0]  # tiny data: the epoch loss is noisy, not monotone
+    if objective == "functional":  # a correction of the training pair's small block best on validation
+        best = template_index(tr, digits.val.tensors["x"], digits.val.tensors["y"], SPEC.small_skip)
+        assert torch.equal(tt.norm["base"], tokenize_norm(tr, tt, best))
     tt.save(tmp_path / "t.safetensors")
     tt2 = TrainedTranslator.load(tmp_path / "t.safetensors", SPEC)
     a, b = tt.translate(te), tt2.translate(te)
@@ -153,7 +158,7 @@ def test_end_to_end_translate_and_evaluate(pair_dir, digits, tmp_path, objective
     r = evaluate(tt2, te, digits.test.tensors["x"], digits.test.tensors["y"])
     assert len(r["translated"]) == len(te["seed"]) and all(0 <= v <= 1 for v in r["translated"])
     with pytest.raises(KdforgeError, match="block shapes"):
-        TrainedTranslator.load(tmp_path / "t.safetensors", N.BlockSpec(image_size=8, bottleneck=2))
+        TrainedTranslator.load(tmp_path / "t.safetensors", networks.BlockSpec(image_size=8, bottleneck=2))
     (tmp_path / "bad.safetensors").write_bytes(b"nope")
     with pytest.raises(KdforgeError, match="not a readable"):
         TrainedTranslator.load(tmp_path / "bad.safetensors")
@@ -170,13 +175,13 @@ def test_large_only_schedule_keeps_the_random_small_block(digits):
     """epochs_small=0 (enough for the functional objective) stores the small block's init."""
     c = PairConfig("digits", SPEC, Schedule(train_subset=64, epochs_large=1, epochs_small=0, batch_size=32))
     out = train_pairs([3], c, digits.train.tensors, digits.test.tensors)
-    init = N.init_params(SPEC, "small", _after_init(3))
+    init = networks.init_params(SPEC, "small", _after_init(3))
     assert all(torch.equal(out[k][0], init[k]) for k in init)
 
 
 def _after_init(seed: int) -> torch.Generator:
     g = torch.Generator().manual_seed(seed)
-    N.init_params(SPEC, "shared", g), N.init_params(SPEC, "large", g)
+    networks.init_params(SPEC, "shared", g), networks.init_params(SPEC, "large", g)
     return g
 
 
@@ -248,13 +253,14 @@ def test_full_pairs_and_large_only_networks_mix_for_the_functional_objective(pai
     xv, yv = digits.val.tensors["x"], digits.val.tensors["y"]
     small = dict(dim=8, depth=1, epochs=1, batch_size=4, bank=32, img_batch=8)
     with pytest.raises(KdforgeError, match="MSE objective needs small-block targets"):
-        train_translator(mixed, va, SPEC, TrainConfig(**small), (x, y), (xv, yv), progress=False)
+        train_translator(mixed, va, SPEC, TranslatorConfig(**small), (x, y), (xv, yv), progress=False)
     with pytest.raises(KdforgeError, match="no training network has a trained small block"):
-        fc = TrainConfig(**small, mse_weight=0.0, func_weight=1.0, template=True)
+        fc = TranslatorConfig(**small, mse_weight=0.0, func_weight=1.0, template=True)
         train_translator(lo[0], va, SPEC, fc, (x, y), (xv, yv), progress=False)
-    fc = TrainConfig(**small, mse_weight=0.0, func_weight=1.0, template=True)
+    fc = TranslatorConfig(**small, mse_weight=0.0, func_weight=1.0, template=True)
     tt, _ = train_translator(mixed, va, SPEC, fc, (x, y), (xv, yv), progress=False)
-    assert torch.equal(tt.norm["base"], tokenize_norm(tr, tt, tr["acc_small"].argmax()))
+    best_on_val = template_index(mixed, xv, yv, SPEC.small_skip)
+    assert torch.equal(tt.norm["base"], tokenize_norm(mixed, tt, best_on_val))
     other = (lo[0], {**lo[1], "spec": {**lo[1]["spec"], "bottleneck": 2}})
     with pytest.raises(KdforgeError, match="pair sets differ in spec"):
         merge_pair_sets((tr, full[1]), other)
@@ -262,7 +268,7 @@ def test_full_pairs_and_large_only_networks_mix_for_the_functional_objective(pai
 
 def test_channel_alignment_keeps_every_network_function(pair_dir, digits):
     """Aligned networks compute the same (large and small); the reference keeps its own order."""
-    from kdforge.methods.translation import grouped as G
+    from kdforge.methods.translation import grouped
     from kdforge.methods.translation.align import align_channels, best_permutations, channel_features
 
     p, _ = load_pairs(pair_dir)
@@ -275,13 +281,13 @@ def test_channel_alignment_keeps_every_network_function(pair_dir, digits):
     for net in (shuffled, a):
         net["_stats"] = {k[6:]: v for k, v in net.items() if k.startswith("stats.")}
     for middle in ("large", "small"):
-        before = G.accuracy(shuffled, shuffled["_stats"], x, y, middle)
-        assert torch.equal(G.accuracy(a, a["_stats"], x, y, middle), before)
+        before = grouped.accuracy(shuffled, shuffled["_stats"], x, y, middle)
+        assert torch.equal(grouped.accuracy(a, a["_stats"], x, y, middle), before)
 
 
 def test_feature_bank_is_the_same_for_any_chunking(pair_dir, digits):
     """The bank is filled in place chunk by chunk; ragged chunks must land in the right slots."""
-    from kdforge.methods.translation import grouped as G
+    from kdforge.methods.translation import grouped
     from kdforge.methods.translation.train import feature_bank
 
     p, _ = load_pairs(pair_dir)
@@ -292,6 +298,6 @@ def test_feature_bank_is_the_same_for_any_chunking(pair_dir, digits):
     assert torch.allclose(feats, f2, atol=1e-6) and torch.allclose(logits, l2, atol=1e-5)
     stats = {k[6:]: v for k, v in p.items() if k.startswith("stats.")}
     one = {k: v[5:6] for k, v in p.items() if k.startswith(("begin.", "large.", "last."))}
-    h = G.begin(one, {k: v[5:6] for k, v in stats.items()}, x, False)  # network 5 alone
+    h = grouped.begin(one, {k: v[5:6] for k, v in stats.items()}, x, False)  # network 5 alone
     assert torch.allclose(feats[5], h, atol=1e-6)
     assert set(folded) and all(len(v) == len(p["seed"]) for v in folded.values())

@@ -330,6 +330,11 @@ def save_config(cfg: RunConfig, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
+def build_config(config_cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    """Build any typed config dataclass from a nested dict, with the recipe loader's key checks."""
+    return _build(config_cls, data, prefix)
+
+
 def check_kwargs(kind: str, name: str, kwargs: dict[str, Any], config_cls: type) -> Any:
     """Validate free-form ``kwargs`` against an options dataclass and build it."""
     return _build(config_cls, kwargs, f"{kind}.kwargs[{name}]")

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from kdforge.errors import KdforgeError
-from kdforge.methods.translation import networks as N
+from kdforge.methods.translation import networks
 
 # stored tensor -> dims indexed by the C begin/large/last channels (dim 0 = the network)
 CHANNEL_DIMS: dict[str, tuple[int, ...]] = {
@@ -41,7 +41,7 @@ CHANNEL_DIMS: dict[str, tuple[int, ...]] = {
 
 def channel_features(pairs: dict[str, Tensor]) -> Tensor:
     """Each begin channel as its BN-folded affine filter: [P, C, in*k*k + 1]."""
-    scale = pairs["begin.bn.w"] / torch.sqrt(pairs["stats.begin.bn.var"] + N.BN_EPS)
+    scale = pairs["begin.bn.w"] / torch.sqrt(pairs["stats.begin.bn.var"] + networks.BN_EPS)
     w = pairs["begin.conv"].flatten(2) * scale[..., None]
     b = pairs["begin.bn.b"] - pairs["stats.begin.bn.mean"] * scale
     return torch.cat([w, b[..., None]], -1)

@@ -12,28 +12,21 @@ import torch
 import typer
 
 from kdforge.errors import KdforgeError
-from kdforge.methods.translation import networks as N
+from kdforge.methods.translation import networks
 from kdforge.methods.translation.augment import Augment
-from kdforge.methods.translation.pairs import PairConfig, Schedule, load_pairs, make_pairs
+from kdforge.methods.translation.pairs import (
+    PairConfig,
+    Schedule,
+    dataset_reference,
+    load_pair_data,
+    load_pairs,
+    make_pairs,
+)
 
 app = typer.Typer(
     help="Knowledge Translation: translate a large block's parameters into a small block.",
     no_args_is_help=True,
 )
-
-
-def _data(dataset: str, data_dir: str | None):
-    from kdforge.data import load_dataset
-
-    return load_dataset(dataset, **({"data_dir": data_dir} if data_dir else {}))
-
-
-def _manifest_data(manifest: dict, data_dir: str | None):
-    """The data set a pair set was made on (an IDX directory is remembered in the manifest)."""
-    name = manifest["dataset"]
-    if name.startswith("idx:"):
-        return _data("idx", data_dir or name[4:])
-    return _data(name, data_dir)
 
 
 def _fail(e: KdforgeError) -> None:
@@ -57,13 +50,13 @@ def make_pairs_cmd(
     lr: float = typer.Option(0.05),
     seed: int = typer.Option(0),
     eval_images: int = typer.Option(2000, help="Score stored pairs on the first N test images (0 = all)."),
-    engine: str = typer.Option("grouped", help="grouped (fastest on CPU) or vmap; same results."),
 ) -> None:
     """Train pairs (large net, small block in its place) into sharded safetensors files."""
     try:
-        splits = _data("idx" if data_dir else dataset, data_dir)
+        reference = dataset_reference(dataset, data_dir)
+        splits = load_pair_data(reference)
         start, stop = (int(v) for v in shards.split(":"))
-        spec = N.BlockSpec(
+        spec = networks.BlockSpec(
             in_channels=splits.input_shape[0],
             image_size=splits.input_shape[1],
             channels=channels,
@@ -72,14 +65,14 @@ def make_pairs_cmd(
             num_classes=splits.num_classes,
         )
         cfg = PairConfig(
-            dataset if not data_dir else f"idx:{data_dir}",
+            reference,
             spec,
             Schedule(subset, epochs_large, epochs_small, 128, lr),
             seed,
             shard_size,
             eval_images,
         )
-        info = make_pairs(out, cfg, range(start, stop), splits, engine=engine)
+        info = make_pairs(out, cfg, range(start, stop), splits)
     except KdforgeError as e:
         _fail(e)
     typer.echo(json.dumps(info))
@@ -109,37 +102,32 @@ def train_cmd(
 ) -> None:
     """Train a translator on the training networks; checkpoint chosen on validation networks."""
     from kdforge.methods.translation.evaluate import split_networks
-    from kdforge.methods.translation.train import TrainConfig, train_translator
+    from kdforge.methods.translation.train import TranslatorConfig, train_translator, validation_images
 
     try:
         p, manifest = load_pairs(pairs)
-        spec = N.BlockSpec(**manifest["spec"])
-        splits = _manifest_data(manifest, data_dir)
+        spec = networks.BlockSpec(**manifest["spec"])
+        splits = load_pair_data(manifest["dataset"], data_dir)
         tr, va, _ = split_networks(p)
-        w = {"mse": (1.0, 0.0), "functional": (0.0, 1.0), "both": (1.0, 1.0)}
-        if objective not in w:
-            raise KdforgeError(f"unknown objective '{objective}'", "use mse, functional or both")
-        cfg = TrainConfig(
+        cfg = TranslatorConfig.for_objective(
+            objective,
             kind=kind,
             dim=dim,
             depth=depth,
             epochs=epochs,
             seed=seed,
-            mse_weight=w[objective][0],
-            func_weight=w[objective][1],
             augment=Augment(mask_p, noise, augment_on),
             hidden_perm=hidden_perm,
             context=context,
             template=template,
         )
-        v = splits.val.tensors
         tt, hist = train_translator(
             tr,
             va,
             spec,
             cfg,
             (splits.train.tensors["x"], splits.train.tensors["y"]),
-            (v["x"][:1000], v["y"][:1000]),
+            validation_images(splits),
         )
     except KdforgeError as e:
         _fail(e)
@@ -159,14 +147,35 @@ def eval_cmd(
 
     try:
         p, manifest = load_pairs(pairs)
-        spec = N.BlockSpec(**manifest["spec"])
+        spec = networks.BlockSpec(**manifest["spec"])
         tt = TrainedTranslator.load(translator, spec)
-        splits = _manifest_data(manifest, data_dir)
+        splits = load_pair_data(manifest["dataset"], data_dir)
         _, _, te = split_networks(p)
         r = evaluate(tt, te, splits.test.tensors["x"], splits.test.tensors["y"])
     except KdforgeError as e:
         _fail(e)
     typer.echo(json.dumps({k: sum(v) / len(v) for k, v in r.items()}))
+
+
+@app.command("run")
+def run_cmd(
+    recipe: Path = typer.Argument(..., help="KT recipe (YAML, see configs/kt/)."),
+    overrides: list[str] = typer.Argument(None, help="Dotted overrides, e.g. translator.epochs=5."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Train a translator from a recipe, select it on validation networks, score the test networks.
+
+    Writes translator.safetensors, recipe.yaml and result.json into OUTPUT_DIR/NAME of the recipe.
+    The pair set's networks are split 70/10/20 (train/validation/test) by position, as in
+    `train`/`eval` and the benchmarks.
+    """
+    from kdforge.methods.translation.recipe import load_translation_recipe, run_recipe
+
+    try:
+        result = run_recipe(load_translation_recipe(recipe, list(overrides or [])), progress=progress)
+    except KdforgeError as e:
+        _fail(e)
+    typer.echo(json.dumps({k: v for k, v in result.items() if k != "per_network"}, indent=1))
 
 
 if __name__ == "__main__":

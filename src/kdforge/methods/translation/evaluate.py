@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
 from kdforge.errors import KdforgeError
-from kdforge.methods.translation import grouped as G
-from kdforge.methods.translation import networks as N
+from kdforge.methods.translation import networks
+from kdforge.methods.translation.grouped import small_accuracy
 from kdforge.methods.translation.train import TrainedTranslator
+
+#: shares of a pair set's networks held out for validation (selection) and test (reporting); the
+#: CLI, the benchmarks and the README's tables all use these, so they score the same test networks
+VAL_FRACTION = 0.1
+TEST_FRACTION = 0.2
 
 
 def split_networks(
-    pairs: dict[str, Tensor], val_frac: float = 0.15, test_frac: float = 0.25
+    pairs: dict[str, Tensor], val_frac: float = VAL_FRACTION, test_frac: float = TEST_FRACTION
 ) -> tuple[dict, dict, dict]:
     """Split a pair set by position (seed order) into (train, validation, test) networks."""
     n = len(pairs["seed"])
@@ -31,29 +38,10 @@ def split_networks(
     )
 
 
-def shared_and_stats(pairs: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """(begin + last params, their BN stats) of stacked pairs."""
-    p = {k: v for k, v in pairs.items() if k.startswith(("begin.", "last."))}
-    s = {k[6:]: v for k, v in pairs.items() if k.startswith(("stats.begin", "stats.last"))}
-    return p, s
-
-
-def small_accuracy(
-    pairs: dict[str, Tensor], small: dict[str, Tensor], x: Tensor, y: Tensor, skip: bool = True
-) -> Tensor:
-    """Accuracy of each network's begin/last around the given small blocks (eval-mode BN): [P].
-
-    Args:
-        skip: The small block's identity skip (``BlockSpec.small_skip``).
-    """
-    p, s = shared_and_stats(pairs)
-    return G.accuracy({**p, **small}, s, x, y, "small", skip)
-
-
-def random_small(spec: N.BlockSpec, n: int, seed: int) -> dict[str, Tensor]:
+def random_small(spec: networks.BlockSpec, n: int, seed: int) -> dict[str, Tensor]:
     """``n`` randomly initialised small blocks (PyTorch-default init)."""
     g = torch.Generator().manual_seed(seed)
-    blocks = [N.init_params(spec, "small", g) for _ in range(n)]
+    blocks = [networks.init_params(spec, "small", g) for _ in range(n)]
     return {k: torch.stack([b[k] for b in blocks]) for k in blocks[0]}
 
 
@@ -70,3 +58,40 @@ def evaluate(
         "trained": test_pairs["acc_small"].tolist(),
         "large": test_pairs["acc_large"].tolist(),
     }
+
+
+def ratio_interval(
+    translated: Sequence[Sequence[float]],
+    reference: Sequence[float],
+    n_boot: int = 10_000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """Ratio of mean accuracies with a network-bootstrap confidence interval.
+
+    ``ratio = mean_n(mean_s translated[s][n]) / mean_n(reference[n])``: the translated blocks'
+    accuracy (averaged over translator seeds first) over a reference's (e.g. the directly trained
+    small blocks) on the same test networks. The interval resamples *networks* with replacement,
+    each keeping its translated and reference accuracy together, and takes the percentiles of the
+    resampled ratios: the uncertainty that comes from which test networks were drawn.
+
+    Args:
+        translated: Per translator seed, one accuracy per test network ([seeds][networks]).
+        reference: One accuracy per test network, in the same order.
+
+    Returns:
+        ``(ratio, low, high)``.
+    """
+    per_network = torch.tensor(translated, dtype=torch.float64).mean(0)
+    ref = torch.tensor(reference, dtype=torch.float64)
+    if per_network.shape != ref.shape:
+        raise KdforgeError(
+            f"{len(per_network)} translated vs {len(reference)} reference accuracies",
+            "pass both lists over the same test networks",
+        )
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, len(ref), (n_boot, len(ref)), generator=gen)
+    ratios = per_network[idx].mean(1) / ref[idx].mean(1)
+    tail = (1 - confidence) / 2
+    low, high = torch.quantile(ratios, torch.tensor([tail, 1 - tail], dtype=torch.float64)).tolist()
+    return float(per_network.mean() / ref.mean()), low, high

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from kdforge.methods.translation import networks as N
+from kdforge.methods.translation import networks
 
 Stacked = dict[str, Tensor]
 
@@ -37,8 +37,8 @@ def _bn(x: Tensor, p: Stacked, s: Stacked, name: str, train: bool) -> Tensor:
         p[f"{name}.w"].flatten(),
         p[f"{name}.b"].flatten(),
         training=train,
-        momentum=N.BN_MOMENTUM,
-        eps=N.BN_EPS,
+        momentum=networks.BN_MOMENTUM,
+        eps=networks.BN_EPS,
     )
 
 
@@ -170,7 +170,7 @@ def train_pairs_grouped(
             [begin(p, s, x[i : i + 2048].repeat(1, k, 1, 1), False) for i in range(0, len(x), 2048)]
         )
         feats = feats.view(len(x), k, -1, *feats.shape[2:])  # [n, K, C, h, w]
-        folded = torch.func.vmap(N.fold_last)(p, s)
+        folded = torch.func.vmap(networks.fold_last)(p, s)
 
     def small_step(idx: Tensor) -> Tensor:
         h = feats[idx.T, torch.arange(k)].flatten(1, 2)  # network j's cached batch in its channels
@@ -178,3 +178,22 @@ def train_pairs_grouped(
 
     _sgd(q, sched, small_step, orders_small, bs)
     return p, s, q
+
+
+def shared_and_stats(pairs: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """(begin + last params, their BN stats) of stacked pairs."""
+    p = {k: v for k, v in pairs.items() if k.startswith(("begin.", "last."))}
+    s = {k[6:]: v for k, v in pairs.items() if k.startswith(("stats.begin", "stats.last"))}
+    return p, s
+
+
+def small_accuracy(
+    pairs: dict[str, Tensor], small: dict[str, Tensor], x: Tensor, y: Tensor, skip: bool = True
+) -> Tensor:
+    """Accuracy of each network's begin/last around the given small blocks (eval-mode BN): [P].
+
+    Args:
+        skip: The small block's identity skip (``BlockSpec.small_skip``).
+    """
+    p, s = shared_and_stats(pairs)
+    return accuracy({**p, **small}, s, x, y, "small", skip)

@@ -3,8 +3,8 @@
 A *pair* is one trained large network (begin + large block + last) and a small block trained in
 place of its large block with begin/last frozen. Generation is the method's cost bottleneck, so:
 
-* ``K`` networks train at once: one ``torch.func.vmap`` over ``grad`` of a functional forward, each
-  network with its own parameters, momentum buffers, BN statistics and data order;
+* ``K`` networks train at once as one grouped-conv network (:mod:`.grouped`), each with its own
+  parameters, momentum buffers, BN statistics and data order;
 * for the small-block phase the frozen begin block's eval-mode activations are computed once and
   cached (the large block's output is not needed at all in that phase), and the frozen last block's
   BN is folded into its conv;
@@ -23,15 +23,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
-from torch.func import grad, vmap
 from tqdm import tqdm
 
 from kdforge.errors import KdforgeError
 from kdforge.io import atomic_write_text, load_tensors, save_tensors
-from kdforge.methods.translation import grouped as G
-from kdforge.methods.translation import networks as N
+from kdforge.methods.translation import grouped, networks
 
 MANIFEST = "manifest.json"
 HAS_SMALL = "has_small"  # bool [P]: the stored small block was trained (False: large-only network)
@@ -68,7 +65,7 @@ class PairConfig:
     """
 
     dataset: str = "fashion_mnist"
-    spec: N.BlockSpec = field(default_factory=N.BlockSpec)
+    spec: networks.BlockSpec = field(default_factory=networks.BlockSpec)
     schedule: Schedule = field(default_factory=Schedule)
     seed: int = 0
     shard_size: int = 16
@@ -86,35 +83,7 @@ class PairConfig:
         }
 
 
-def _sgd_train(params, stats, xs, ys, orders, sched: Schedule, loss_fn, k: int):
-    """Train ``k`` networks (stacked params) with vmapped functional SGD+momentum.
-
-    Args:
-        params: Trainable params stacked over networks ([k, ...] each).
-        stats: Anything per-network that the loss needs besides params (stacked), updated via aux.
-        xs: Inputs; either shared [N, ...] or per network [k, N, ...] (``orders`` index into dim -4).
-        ys: Labels [N].
-        orders: Per-network example order for every epoch, [epochs, k, N] long.
-        loss_fn: ``loss_fn(params, stats, x, y) -> (loss, new_stats)`` for ONE network.
-    """
-    gfn = vmap(grad(loss_fn, has_aux=True), in_dims=(0, 0, 0, 0))
-    mom = {n: torch.zeros_like(v) for n, v in params.items()}
-    per_net_x = xs.dim() == 5
-    bs = sched.batch_size
-    for epoch_order in orders:
-        n = epoch_order.shape[1]
-        for b in range(0, n - bs + 1, bs):
-            idx = epoch_order[:, b : b + bs]  # [k, bs]
-            xb = torch.stack([xs[i][idx[i]] for i in range(k)]) if per_net_x else xs[idx]
-            g, stats = gfn(params, stats, xb, ys[idx])
-            with torch.no_grad():
-                for name in params:
-                    mom[name].mul_(sched.momentum).add_(g[name])
-                    params[name] = params[name] - sched.lr * mom[name]
-    return params, stats
-
-
-def _orders(n: int, epochs: int, seeds: list[int], phase: int) -> Tensor:
+def network_orders(n: int, epochs: int, seeds: list[int], phase: int) -> Tensor:
     """Per-network shuffles, a pure function of (network seed, phase, epoch): [epochs, k, n]."""
     if epochs == 0:
         return torch.zeros(0, len(seeds), n, dtype=torch.long)
@@ -128,26 +97,8 @@ def _orders(n: int, epochs: int, seeds: list[int], phase: int) -> Tensor:
     return torch.stack(out)
 
 
-def _stack(ds: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+def stack_networks(ds: list[dict[str, Tensor]]) -> dict[str, Tensor]:
     return {k: torch.stack([d[k] for d in ds]) for k in ds[0]}
-
-
-@torch.no_grad()
-def accuracy_many(
-    p: dict[str, Tensor],
-    s: dict[str, Tensor],
-    x: Tensor,
-    y: Tensor,
-    middle: str,
-    chunk: int = 2000,
-    skip: bool = True,
-) -> Tensor:
-    """Eval-mode accuracy of each of ``k`` stacked networks on (x, y): [k]."""
-    f = vmap(lambda pp, ss, xx: N.forward(pp, ss, xx, middle, False, skip)[0], in_dims=(0, 0, None))
-    correct = 0
-    for i in range(0, len(x), chunk):
-        correct = correct + (f(p, s, x[i : i + chunk]).argmax(-1) == y[i : i + chunk]).sum(-1)
-    return correct.float() / len(x)
 
 
 def train_pairs(
@@ -155,126 +106,56 @@ def train_pairs(
     cfg: PairConfig,
     train: dict[str, Tensor],
     test: dict[str, Tensor],
-    engine: str = "grouped",
 ) -> dict[str, Tensor]:
     """Train ``len(seeds)`` pairs at once. Returns the stacked pair tensors (see module doc).
 
-    Network ``i`` is initialised from ``seeds[i]`` alone, so results do not depend on how the
-    seeds are grouped (the parity test checks batched == one-at-a-time).
-
-    Args:
-        engine: ``"grouped"`` (all networks as one grouped-conv network; fastest on CPU, see
-            :mod:`.grouped`) or ``"vmap"`` (``torch.func.vmap`` over a functional forward).
+    All networks run as one grouped-conv network (:mod:`.grouped`, the one implementation; the
+    ``torch.func.vmap`` and one-at-a-time paths in :mod:`.oracle` only check it). Network ``i``
+    is initialised from ``seeds[i]`` alone, so results do not depend on how the seeds are grouped.
     """
     spec, sched = cfg.spec, cfg.schedule
     x, y = train["x"], train["y"]
     if sched.train_subset:
         x, y = x[: sched.train_subset], y[: sched.train_subset]
     gens = [torch.Generator().manual_seed(s) for s in seeds]
-    shared = _stack([N.init_params(spec, "shared", g) for g in gens])
-    large = _stack([N.init_params(spec, "large", g) for g in gens])
-    small0 = _stack([N.init_params(spec, "small", g) for g in gens])
-    stats = _stack([N.init_stats(spec, "large") for _ in seeds])
-    orders_large = _orders(len(x), sched.epochs_large, seeds, 1)
-    orders_small = _orders(len(x), sched.epochs_small, seeds, 2)
-    if engine == "grouped":
-        p, stats, small = G.train_pairs_grouped(
-            {**shared, **large, **small0}, stats, x, y, orders_large, orders_small, sched, spec
-        )
-        acc_large = G.accuracy(p, stats, test["x"], test["y"], "large")
-        acc_small = G.accuracy({**p, **small}, stats, test["x"], test["y"], "small", spec.small_skip)
-    elif engine == "vmap":
-        p, stats, small = _vmap_pairs(shared, large, small0, stats, x, y, orders_large, orders_small, cfg)
-        acc_large = accuracy_many(p, stats, test["x"], test["y"], "large")
-        acc_small = accuracy_many({**p, **small}, stats, test["x"], test["y"], "small", skip=spec.small_skip)
-    else:
-        raise KdforgeError(f"unknown pair engine '{engine}'", "use 'grouped' or 'vmap'")
+    shared = stack_networks([networks.init_params(spec, "shared", g) for g in gens])
+    large = stack_networks([networks.init_params(spec, "large", g) for g in gens])
+    small0 = stack_networks([networks.init_params(spec, "small", g) for g in gens])
+    stats = stack_networks([networks.init_stats(spec, "large") for _ in seeds])
+    orders_large = network_orders(len(x), sched.epochs_large, seeds, 1)
+    orders_small = network_orders(len(x), sched.epochs_small, seeds, 2)
+    p, stats, small = grouped.train_pairs_grouped(
+        {**shared, **large, **small0}, stats, x, y, orders_large, orders_small, sched, spec
+    )
+    acc_large = grouped.accuracy(p, stats, test["x"], test["y"], "large")
+    acc_small = grouped.accuracy({**p, **small}, stats, test["x"], test["y"], "small", spec.small_skip)
     out = {**p, **small, **{f"stats.{n}": v for n, v in stats.items()}}
     out.update(acc_large=acc_large, acc_small=acc_small, seed=torch.tensor(seeds))
     return {n: v.detach().contiguous() for n, v in out.items()}
 
 
-def _vmap_pairs(shared, large, small0, stats, x, y, orders_large, orders_small, cfg: PairConfig):
-    """The vmap engine: ``vmap(grad(loss))`` per step; returns (params, stats, small params)."""
-    spec, sched, k = cfg.spec, cfg.schedule, orders_large.shape[1]
-
-    def large_loss(p, s, xb, yb):
-        logits, new = N.forward(p, s, xb, "large", True)
-        return F.cross_entropy(logits, yb), new
-
-    p, stats = _sgd_train({**shared, **large}, stats, x, y, orders_large, sched, large_loss, k)
-    with torch.no_grad():  # phase 2 inputs: frozen begin activations (cached once), folded last block
-        feats = vmap(lambda pp, ss: N.begin_forward(pp, ss, x, False, {}), in_dims=(0, 0))(p, stats)
-        folded = vmap(N.fold_last)(p, stats)
-
-    def small_loss(q, fl, hb, yb):
-        return F.cross_entropy(N.folded_last_forward(fl, N.small_forward(q, hb, spec.small_skip)), yb), fl
-
-    small, _ = _sgd_train(dict(small0), folded, feats, y, orders_small, sched, small_loss, k)
-    return p, stats, small
+# ---------------------------------------------------------------- data
+#: prefix of a pair set's data set name when it was made on an IDX directory: ``idx:DIRECTORY``
+IDX_PREFIX = "idx:"
 
 
-def reference_pair(
-    seed: int,
-    cfg: PairConfig,
-    train: dict[str, Tensor],
-    test: dict[str, Tensor],
-    max_steps: int | None = None,
-) -> dict[str, float]:
-    """The straightforward baseline: one pair, ``torch.optim.SGD``, no vmap, no activation cache.
+def dataset_reference(dataset: str, data_dir: str | None = None) -> str:
+    """The data set name a manifest records: ``idx:DIR`` for an IDX directory, else the name."""
+    return f"{IDX_PREFIX}{data_dir}" if data_dir else dataset
+
+
+def load_pair_data(reference: str, data_dir: str | None = None):
+    """Load the data set a pair set was made on (:func:`dataset_reference`'s string).
 
     Args:
-        max_steps: Stop each phase after this many steps (for timing only).
+        reference: ``manifest["dataset"]``: a registered name, or ``idx:DIR``.
+        data_dir: Another IDX directory to use instead (e.g. the files moved).
     """
-    spec, sched = cfg.spec, cfg.schedule
-    x, y = train["x"], train["y"]
-    if sched.train_subset:
-        x, y = x[: sched.train_subset], y[: sched.train_subset]
-    g = torch.Generator().manual_seed(seed)
-    p = {**N.init_params(spec, "shared", g), **N.init_params(spec, "large", g)}
-    small = N.init_params(spec, "small", g)
-    s = N.init_stats(spec, "large")
-    steps = 0
+    from kdforge.data import load_dataset
 
-    def run(trainable: dict[str, Tensor], middle: str, epochs: int, phase: int) -> None:
-        nonlocal s, steps
-        for t in trainable.values():
-            t.requires_grad_(True)
-        opt = torch.optim.SGD(trainable.values(), lr=sched.lr, momentum=sched.momentum)
-        steps = 0
-        for e in range(epochs):
-            order = torch.randperm(
-                len(x), generator=torch.Generator().manual_seed(seed * 1000 + phase * 100 + e)
-            )
-            for b in range(0, len(x) - sched.batch_size + 1, sched.batch_size):
-                idx = order[b : b + sched.batch_size]
-                logits, new = N.forward({**p, **small}, s, x[idx], middle, middle == "large", spec.small_skip)
-                loss = F.cross_entropy(logits, y[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                if middle == "large":
-                    s = {k: v.detach() for k, v in new.items()}
-                steps += 1
-                if max_steps and steps >= max_steps:
-                    return
-        for t in trainable.values():
-            t.requires_grad_(False)
-
-    run(p, "large", sched.epochs_large, 1)
-    steps_large = steps
-    for t in p.values():
-        t.requires_grad_(False)
-    run(small, "small", sched.epochs_small, 2)
-    one = lambda d: {k: v.detach()[None] for k, v in d.items()}  # noqa: E731
-    acc_l = accuracy_many(one(p), one(s), test["x"], test["y"], "large")
-    acc_s = accuracy_many(one({**p, **small}), one(s), test["x"], test["y"], "small", skip=spec.small_skip)
-    return {
-        "acc_large": float(acc_l[0]),
-        "acc_small": float(acc_s[0]),
-        "steps_large": steps_large,
-        "steps_small": steps,
-    }
+    if reference.startswith(IDX_PREFIX) or data_dir:
+        return load_dataset("idx", data_dir=data_dir or reference[len(IDX_PREFIX) :])
+    return load_dataset(reference)
 
 
 # ---------------------------------------------------------------- storage
@@ -303,7 +184,6 @@ def make_pairs(
     shards: range,
     splits=None,
     progress: bool = True,
-    engine: str = "grouped",
 ) -> dict:
     """Generate shards ``shards`` into ``out`` (skipping finished ones). Returns timing info.
 
@@ -311,15 +191,13 @@ def make_pairs(
     take distinct ranges. Accuracies are measured on the data set's test split. ``engine`` (see
     :func:`train_pairs`) changes speed only, not results, so it is not part of the manifest.
     """
-    from kdforge.data import load_dataset
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _write_manifest(out, cfg)
     todo = [i for i in shards if not shard_path(out, i).exists()]
     if not todo:
         return {"made": 0, "seconds": 0.0}
-    splits = splits or load_dataset(cfg.dataset)
+    splits = splits or load_pair_data(cfg.dataset)
     train, test = splits.train.tensors, splits.test.tensors
     if cfg.eval_images:
         test = {k: v[: cfg.eval_images] for k, v in test.items()}
@@ -327,7 +205,7 @@ def make_pairs(
     for i in tqdm(todo, desc="pair shards", disable=not progress):
         t_shard = time.perf_counter()
         seeds = [cfg.seed * 10**6 + i * cfg.shard_size + j for j in range(cfg.shard_size)]
-        tensors = train_pairs(seeds, cfg, train, test, engine)
+        tensors = train_pairs(seeds, cfg, train, test)
         timing = {"seconds": f"{time.perf_counter() - t_shard:.3f}", "finished": f"{time.time():.3f}"}
         save_tensors(shard_path(out, i), tensors, metadata={"shard": str(i), **timing})
         made += len(seeds)
@@ -362,7 +240,9 @@ def generation_time(directory: str | Path, shards: int | None = None) -> dict:
     return {"shards": len(files), "networks": nets, "seconds": secs, "wall_seconds": wall, "untimed": untimed}
 
 
-def load_pairs(directory: str | Path, spec: N.BlockSpec | None = None) -> tuple[dict[str, Tensor], dict]:
+def load_pairs(
+    directory: str | Path, spec: networks.BlockSpec | None = None
+) -> tuple[dict[str, Tensor], dict]:
     """Load every finished shard of a pair set: (stacked tensors, manifest).
 
     Raises:
@@ -373,7 +253,7 @@ def load_pairs(directory: str | Path, spec: N.BlockSpec | None = None) -> tuple[
     if not mpath.exists():
         raise KdforgeError(f"no {MANIFEST} in '{directory}'", "point to a directory written by `make-pairs`")
     manifest = json.loads(mpath.read_text())
-    have = N.BlockSpec(**manifest["spec"])
+    have = networks.BlockSpec(**manifest["spec"])
     if spec is not None and have != spec:
         raise KdforgeError(
             f"pair set '{directory}' has block shapes {have}, expected {spec}",

@@ -23,8 +23,7 @@ from tqdm import tqdm
 
 from kdforge.errors import KdforgeError
 from kdforge.io import load_tensors, read_metadata, save_tensors
-from kdforge.methods.translation import grouped as G
-from kdforge.methods.translation import networks as N
+from kdforge.methods.translation import grouped, networks
 from kdforge.methods.translation.augment import Augment
 from kdforge.methods.translation.pairs import HAS_SMALL
 from kdforge.methods.translation.translator import (
@@ -39,7 +38,7 @@ from kdforge.methods.translation.translator import (
 
 
 @dataclass
-class TrainConfig:
+class TranslatorConfig:
     """Translator training settings.
 
     Args:
@@ -47,13 +46,16 @@ class TrainConfig:
         mse_weight: Weight of the parameter-space MSE (reference objective).
         func_weight: Weight of the functional objective (0 = off).
         kd_weight: Share of the functional loss that is KL agreement with the large net (rest = CE).
+            Both terms are means over (network, image) pairs, so their weight does not depend on
+            ``batch_size`` (networks per step) or ``img_batch`` (images per network and step).
         epochs, batch_size, lr: Adam with a cosine schedule.
         bank: Training images per pair for the functional objective; ``img_batch`` used per step.
         eval_every: Epochs between validation-network evaluations (checkpoint selection).
         template: Translate to a *correction* of a fixed template: the small block of the training
-            pair that scores best. Without it a fresh translator writes near-average weights; for
-            a skip-less small block these are dead (ReLU outputs all zero), so the functional
-            objective gets no gradient and never leaves chance accuracy.
+            pair that scores best on the *validation* images (never the test split). Without it a
+            fresh translator writes near-average weights; for a skip-less small block these are
+            dead (ReLU outputs all zero), so the functional objective gets no gradient and never
+            leaves chance accuracy.
         context: Context tokens from the begin/last blocks (see :class:`Translator`); 0 = none.
         hidden_perm: Augmentation: reorder the large block's hidden channels at random per network
             and step (an exact symmetry of its function, so the target is unchanged).
@@ -81,11 +83,42 @@ class TrainConfig:
     hidden_scale: float = 0.0
     augment: Augment = field(default_factory=Augment)
 
+    @classmethod
+    def for_objective(cls, objective: str, **options) -> TranslatorConfig:
+        """A config whose loss weights follow a named objective (see :data:`OBJECTIVES`).
+
+        Raises:
+            KdforgeError: an unknown objective name.
+        """
+        if objective not in OBJECTIVES:
+            raise KdforgeError(
+                f"unknown translator objective '{objective}'", f"use one of: {', '.join(OBJECTIVES)}"
+            )
+        mse_weight, func_weight = OBJECTIVES[objective]
+        return cls(mse_weight=mse_weight, func_weight=func_weight, **options)
+
+
+#: objective name -> (mse_weight, func_weight): parameter-space MSE, the functional loss, or both
+OBJECTIVES: dict[str, tuple[float, float]] = {
+    "mse": (1.0, 0.0),
+    "functional": (0.0, 1.0),
+    "both": (1.0, 1.0),
+}
+
+#: validation images the translator's checkpoint (and template) is selected on
+VAL_IMAGES = 1000
+
+
+def validation_images(splits, count: int = VAL_IMAGES) -> tuple[Tensor, Tensor]:
+    """The first ``count`` images and labels of a data set's validation split (never test)."""
+    val = splits.val.tensors
+    return val["x"][:count], val["y"][:count]
+
 
 class TrainedTranslator:
     """A translator plus the token normalisation it was trained with."""
 
-    def __init__(self, net: Translator, norm: dict[str, Tensor], cfg: TrainConfig) -> None:
+    def __init__(self, net: Translator, norm: dict[str, Tensor], cfg: TranslatorConfig) -> None:
         self.net, self.norm, self.cfg, self.spec = net, norm, cfg, net.spec
 
     def predict(self, x: Tensor, ctx: Tensor | None = None) -> Tensor:
@@ -120,13 +153,13 @@ class TrainedTranslator:
         save_tensors(path, t, metadata=meta)
 
     @classmethod
-    def load(cls, path: str | Path, spec: N.BlockSpec | None = None) -> TrainedTranslator:
+    def load(cls, path: str | Path, spec: networks.BlockSpec | None = None) -> TrainedTranslator:
         """Load a checkpoint; fails clearly on a corrupt file or other block shapes than ``spec``."""
         fix = "pass a file written by `train`"
         t = load_tensors(path, "translator checkpoint", fix)
         meta = read_metadata(path, "translator checkpoint")
         try:
-            have = N.BlockSpec(**json.loads(meta["spec"]))
+            have = networks.BlockSpec(**json.loads(meta["spec"]))
             raw = json.loads(meta["config"])
         except (KeyError, TypeError, ValueError) as e:
             raise KdforgeError(f"'{path}' is not a readable translator checkpoint ({e})", fix) from e
@@ -135,7 +168,7 @@ class TrainedTranslator:
                 f"translator '{path}' was trained for block shapes {have}, not {spec}",
                 "use a translator trained on pairs with these block shapes",
             )
-        cfg = TrainConfig(**{**raw, "augment": Augment(**raw["augment"])})
+        cfg = TranslatorConfig(**{**raw, "augment": Augment(**raw["augment"])})
         net = Translator(have, cfg.kind, cfg.dim, cfg.depth, cfg.dropout, cfg.context)
         net.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("net.")})
         return cls(net, {k[5:]: v for k, v in t.items() if k.startswith("norm.")}, cfg)
@@ -148,7 +181,7 @@ def has_small(pairs: dict[str, Tensor]) -> Tensor:
     return torch.ones(len(pairs["seed"]), dtype=torch.bool)
 
 
-def norm_stats(pairs: dict[str, Tensor], spec: N.BlockSpec) -> dict[str, Tensor]:
+def norm_stats(pairs: dict[str, Tensor], spec: networks.BlockSpec) -> dict[str, Tensor]:
     """Per-(token, feature) mean/std of inputs and context (all networks) and of targets (trained
     small blocks only)."""
     x = tokenize_large(pairs, spec)
@@ -183,14 +216,14 @@ def feature_bank(
         l_parts = []
         for j in range(0, len(images), img_chunk):
             xb = images[j : j + img_chunk].repeat(1, k, 1, 1)
-            h = G.begin(pp, ss, xb, False)  # [b, k*C, h, w]
-            l_parts.append(G.last(pp, ss, G.large(pp, ss, h, False), False))  # [k, b, classes]
+            h = grouped.begin(pp, ss, xb, False)  # [b, k*C, h, w]
+            l_parts.append(grouped.last(pp, ss, grouped.large(pp, ss, h, False), False))  # [k, b, classes]
             h = h.reshape(len(xb), k, -1, *h.shape[2:]).transpose(0, 1)
             if feats is None:
                 feats = h.new_empty(len(pairs["seed"]), len(images), *h.shape[2:])
             feats[i : i + k, j : j + len(xb)] = h
         logits.append(torch.cat(l_parts, 1))
-    return feats, torch.cat(logits), vmap(N.fold_last)(p, stats)
+    return feats, torch.cat(logits), vmap(networks.fold_last)(p, stats)
 
 
 def small_logits(
@@ -201,7 +234,7 @@ def small_logits(
     All P networks run as one grouped-conv network (see :mod:`.grouped`).
     """
     h = feats.transpose(0, 1).flatten(1, 2)  # [M, P*C, h, w]: network j in channel slice j
-    return G.folded_last(folded, G.small(small, h, skip))
+    return grouped.folded_last(folded, grouped.small(small, h, skip))
 
 
 def _take(d: dict[str, Tensor], idx: Tensor) -> dict[str, Tensor]:
@@ -223,7 +256,37 @@ def bank_accuracy(
     return torch.cat(out)
 
 
-def _symmetry_augment(x: Tensor, spec: N.BlockSpec, cfg: TrainConfig, gen: torch.Generator) -> Tensor:
+def agreement_kl(translated_logits: Tensor, large_logits: Tensor) -> Tensor:
+    """Mean KL(large || small) over every (network, image) pair of ``[P, M, classes]`` logits.
+
+    ``KL = 1/(P*M) * sum_{p,m} sum_c q_pmc * (log q_pmc - log s_pmc)`` with ``q`` the large
+    network's softmax and ``s`` the translated small network's. A mean over both batch axes, so the
+    term's weight against the cross-entropy (also a mean) does not change with how many networks
+    or images a step holds.
+    """
+    log_small = F.log_softmax(translated_logits, -1).flatten(0, 1)
+    log_large = F.log_softmax(large_logits, -1).flatten(0, 1)
+    return F.kl_div(log_small, log_large, log_target=True, reduction="batchmean")
+
+
+@torch.no_grad()
+def template_index(pairs: dict[str, Tensor], images: Tensor, labels: Tensor, skip: bool) -> int:
+    """Index of the trained small block that scores best on ``images`` (validation images).
+
+    The stored ``acc_small`` of a pair set is measured on test images, so it must not choose
+    anything; this scores each full pair's own small block inside its own network instead.
+    Large-only networks (untrained small block) are never chosen.
+    """
+    idx = torch.nonzero(has_small(pairs)).flatten()
+    full = {k: v[idx] for k, v in pairs.items()}
+    small = {k: v for k, v in full.items() if k.startswith("small.")}
+    acc = grouped.small_accuracy(full, small, images, labels, skip)
+    return int(idx[int(acc.argmax())])
+
+
+def _symmetry_augment(
+    x: Tensor, spec: networks.BlockSpec, cfg: TranslatorConfig, gen: torch.Generator
+) -> Tensor:
     """Random function-preserving reorderings/rescalings of the large blocks' hidden channels."""
     b, c = len(x), spec.channels
     if cfg.hidden_perm:
@@ -237,8 +300,8 @@ def _symmetry_augment(x: Tensor, spec: N.BlockSpec, cfg: TrainConfig, gen: torch
 def train_translator(
     train_pairs: dict[str, Tensor],
     val_pairs: dict[str, Tensor],
-    spec: N.BlockSpec,
-    cfg: TrainConfig,
+    spec: networks.BlockSpec,
+    cfg: TranslatorConfig,
     train_images: tuple[Tensor, Tensor],
     val_images: tuple[Tensor, Tensor],
     progress: bool = True,
@@ -277,8 +340,7 @@ def train_translator(
     ctx_all = tt.context(train_pairs)
     y_all = (tokenize_small(train_pairs, spec) - tt.norm["out_mean"]) / tt.norm["out_std"]
     if cfg.template:
-        acc = train_pairs["acc_small"].masked_fill(~full, -1.0)  # large-only: untrained small block
-        tt.norm["base"] = y_all[int(acc.argmax())].clone()
+        tt.norm["base"] = y_all[template_index(train_pairs, *val_images, spec.small_skip)].clone()
     if cfg.func_weight > 0:
         xi, yi = train_images[0][: cfg.bank], train_images[1][: cfg.bank]
         if ("train", cfg.bank) not in cache:
@@ -312,12 +374,7 @@ def train_translator(
                 m = torch.randint(0, len(xi), (cfg.img_batch,), generator=gen)
                 lo = small_logits(small, _take(folded, idx), feats[idx][:, m], spec.small_skip)
                 ce = F.cross_entropy(lo.flatten(0, 1), yi[m].repeat(len(idx)))
-                kl = F.kl_div(
-                    F.log_softmax(lo, -1),
-                    F.log_softmax(large_lo[idx][:, m], -1),
-                    log_target=True,
-                    reduction="batchmean",
-                ) / len(idx)
+                kl = agreement_kl(lo, large_lo[idx][:, m])
                 loss = loss + cfg.func_weight * ((1 - cfg.kd_weight) * ce + cfg.kd_weight * kl)
             opt.zero_grad()
             loss.backward()

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kdforge.errors import KdforgeError, unknown
-from kdforge.methods.translation import networks as N
+from kdforge.methods.translation import networks
 from kdforge.methods.translation.align import channel_features
 from kdforge.methods.translation.networks import BlockSpec
 
@@ -132,7 +132,7 @@ def context_features(pairs: dict[str, Tensor], spec: BlockSpec) -> Tensor:
     """
     p = {k: v for k, v in pairs.items() if k.startswith("last.")}
     s = {k[6:]: v for k, v in pairs.items() if k.startswith("stats.last.")}
-    last = torch.func.vmap(N.fold_last)(p, s)
+    last = torch.func.vmap(networks.fold_last)(p, s)
     b = len(last["conv"])
     fc = last["fc.w"].view(b, spec.num_classes, spec.last_channels, -1).mean(-1)
     parts = (channel_features(pairs), last["conv"], last["bias"], fc, last["fc.b"])

@@ -79,6 +79,11 @@ class Method(nn.Module):
             teacher.eval()
             teacher.requires_grad_(False)
         self.config = config if config is not None else self.Config()
+        # The engine re-seeds this from (seed, step) alone, the same on every process, before
+        # every step: draw from it every random decision that all processes must share (which
+        # layers Theseus replaces). Per-example randomness (dropout) uses the global RNG, which
+        # the engine seeds per process.
+        self.shared_rng = torch.Generator()
 
     @classmethod
     def build(

@@ -59,6 +59,11 @@ class Method(nn.Module):
 
     Config: ClassVar[type] = NoOptions
     needs_teacher: ClassVar[bool] = True
+    #: True when a loss term is a statistic of the whole batch rather than a mean over its
+    #: examples (distance correlation, per-batch standardisation). Under N processes each
+    #: process computes it over its 1/N of the global batch, so the run approximates the
+    #: one-process run at the same global batch instead of reproducing it to rounding.
+    batch_statistics: ClassVar[bool] = False
 
     def __init__(
         self,

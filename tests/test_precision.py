@@ -8,7 +8,12 @@ float32 step's with ``|delta - delta_fp32| / |delta_fp32| <= 0.005`` (fp16) and 
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -190,3 +195,55 @@ def test_fp16_run_resumes_to_identical_result(tmp_path, monkeypatch):
     strip = [{k: v for k, v in r.items() if k != "time"} for r in read_metrics(tmp_path / "a" / "run")]
     assert strip == [{k: v for k, v in r.items() if k != "time"} for r in read_metrics(cfg.run_dir)]
     assert {r["loss_scale"] for r in strip if "loss_scale" in r} == {2.0**15}
+
+
+# ---------------------------------------------------------------- scripts/gpu_check.sh
+ROOT = Path(__file__).resolve().parents[1]
+GPU_CHECK = ROOT / "scripts" / "gpu_check.sh"
+
+
+def _gpu_check(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([str(GPU_CHECK), *args], capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_gpu_check_cpu_smoke_run_prints_three_precisions_and_writes_results(tmp_path):
+    out = tmp_path / "check.json"
+    r = _gpu_check("--device", "cpu", "--quick", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "| metric | fp32 | bf16 | fp16 |" in r.stdout and "AGREE: accuracy within 0.02" in r.stdout
+    results = json.loads(out.read_text())
+    assert (
+        results["agree"] and results["device"] == "cpu" and set(results["runs"]) == {"fp32", "bf16", "fp16"}
+    )
+    assert results["provenance"]["seeds"] == [0] and out.with_suffix(".md").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--device", "tpu"], "unknown --device 'tpu'"),
+        (["--device"], "--device needs a value"),
+        ([], "no CUDA GPU is visible"),  # this machine has none
+    ],
+)
+def test_gpu_check_bad_usage_exits_2_with_a_fix(args, message):
+    if not args and torch.cuda.is_available():
+        pytest.skip("a GPU is visible here")
+    r = _gpu_check(*args)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_gpu_check_flags_a_disagreement():
+    spec = importlib.util.spec_from_file_location(
+        "precision_check", ROOT / "benchmarks" / "precision_check.py"
+    )
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    ref = {"val_acc": 0.90, "test_acc": 0.90, "val_loss": 0.40}
+    runs = {"no": ref, "bf16": {**ref, "test_acc": 0.89}, "fp16": {**ref, "val_loss": 0.42}}
+    assert check.compare(runs, acc_tol=0.02, loss_tol=0.01) == [
+        "fp16 val_loss 0.4200 vs fp32 0.4000 (tolerance 0.01)"
+    ]
+    assert len(check.compare(runs, acc_tol=0.005, loss_tol=0.01)) == 2
+    assert check.compare({**runs, "fp16": {**ref, "val_loss": float("nan")}}, 0.02, 0.01)  # NaN never agrees

@@ -59,9 +59,11 @@ RECIPES: dict[str, dict[str, Any]] = {
         "method": {"name": "east", "kwargs": {"student_path": "blocks.0", "d": 4}},
     },
 }
-#: beyond the registry: a batch-norm student, whose running statistics must agree across ranks
+#: beyond the registry: a batch-norm student, whose running statistics must agree across ranks,
+#: and early stopping (evaluations every 2 steps, stop after the first without improvement)
 EXTRA_RECIPES: dict[str, dict[str, Any]] = {
     "supervised_batchnorm": {"student": {"name": "cnn", "kwargs": {"channels": [4, 8], "fc": 16}}},
+    "supervised_early_stop": {"train": {"epochs": 5, "eval_every_steps": 2, "early_stopping_patience": 1}},
 }
 BASE: dict[str, Any] = {
     "seed": 0,
@@ -101,10 +103,11 @@ def run_one(name: str, work: Path, teachers: dict[str, dict]) -> dict[str, Any]:
     val = evaluate(method, splits.val, cfg.data.eval_batch_size, dev)
     test = evaluate(method, splits.test, cfg.data.eval_batch_size, dev)
     final = {k: v.detach().cpu().contiguous() for k, v in method.checkpoint_state().items()}
-    digests = [state_digest(final)]
+    mine = {"digest": state_digest(final), "loop": [state.step, state.best_step, state.stopped_early]}
+    per_rank = [mine]
     if distributed.world_size() > 1:
-        digests = [None] * distributed.world_size()
-        dist.all_gather_object(digests, state_digest(final))
+        per_rank = [None] * distributed.world_size()
+        dist.all_gather_object(per_rank, mine)
     if trainer.acc.is_main_process:
         save_file(final, str(work / f"{name}.safetensors"))
     rows = [r for r in read_metrics(cfg.run_dir) if "loss" in r] if trainer.acc.is_main_process else []
@@ -116,7 +119,9 @@ def run_one(name: str, work: Path, teachers: dict[str, dict]) -> dict[str, Any]:
         "val_acc": val["acc"],
         "test_acc": test["acc"],
         "last_train_loss": rows[-1]["loss"] if rows else None,
-        "digests": digests,
+        "stopped_early": state.stopped_early,
+        "digests": [r["digest"] for r in per_rank],
+        "loops": [r["loop"] for r in per_rank],
     }
 
 
@@ -140,6 +145,23 @@ def uneven_gradients() -> dict[str, Any]:
     }
 
 
+def broadcasts() -> dict[str, Any]:
+    """Rank 0's values and tensors, seen from every rank (rank 0's own list)."""
+    rank = dist.get_rank() if distributed.world_size() > 1 else 0
+    tensors = [torch.full((2,), float(rank)), torch.tensor([rank], dtype=torch.int64)]
+    distributed.broadcast_tensors(tensors)
+    seen = {
+        "values": distributed.broadcast_values([rank, 0.5], torch.device("cpu")),
+        "tensors": tensors[0].tolist(),
+    }
+    seen["int_tensor"] = tensors[1].tolist()
+    gathered = [seen]
+    if distributed.world_size() > 1:
+        gathered = [None] * distributed.world_size()
+        dist.all_gather_object(gathered, seen)
+    return {"per_rank": gathered}
+
+
 def main() -> None:
     """Parse arguments, run every recipe, write the results (rank 0)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -152,6 +174,7 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     results = {name: run_one(name, args.work, teachers) for name in [*RECIPES, *EXTRA_RECIPES]}
     results["_uneven_gradients"] = uneven_gradients()
+    results["_broadcasts"] = broadcasts()
     if distributed.world_size() == 1 or dist.get_rank() == 0:
         args.out.write_text(json.dumps(results, indent=1))
 

@@ -123,9 +123,23 @@ def test_two_processes_match_one(runs, name):
 
 @pytest.mark.parametrize("name", [*list_methods(), *EXTRA_RECIPES])
 def test_every_rank_ends_with_the_same_model(runs, name):
-    """Parameters and buffers (batch-norm running statistics too) are bit-identical on both ranks."""
-    digests = runs[1][0][name]["digests"]
-    assert len(digests) == 2 and digests[0] == digests[1]
+    """Parameters and buffers (batch-norm running statistics too) are bit-identical on both ranks,
+    which stopped at the same step with the same best step."""
+    result = runs[1][0][name]
+    assert len(result["digests"]) == 2 and result["digests"][0] == result["digests"][1]
+    assert result["loops"][0] == result["loops"][1]
+
+
+def test_early_stopping_stops_every_rank_where_one_process_stops(runs):
+    (one, _), (two, _) = runs
+    a, b = one["supervised_early_stop"], two["supervised_early_stop"]
+    assert a["stopped_early"] and b["stopped_early"] and a["steps"] == b["steps"] < 5 * 17
+    assert b["loops"][0] == b["loops"][1] == a["loops"][0]
+
+
+def test_broadcasts_hand_rank_0s_values_to_every_rank(runs):
+    per_rank = runs[1][0]["_broadcasts"]["per_rank"]
+    assert per_rank == [{"values": [0.0, 0.5], "tensors": [0.0, 0.0], "int_tensor": [0]}] * 2
 
 
 def test_gradients_missing_on_some_ranks_take_part_in_the_all_reduce(runs):

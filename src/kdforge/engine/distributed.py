@@ -4,8 +4,8 @@ The engine does not wrap models in DDP (the frozen teacher must stay out of it),
 reduces explicitly. Everything that must be equal on every process passes through here:
 
 * :func:`average_step` averages, in one all-reduce, the gradients of *every* trainable
-  parameter (zeros where a process has none), the floating buffers of the trained modules
-  (batch-norm running statistics) and the step's loss terms;
+  parameter (zeros where a process has none), the running statistics of the trained
+  batch-norm layers and the step's loss terms;
 * :func:`broadcast_tensors` and :func:`broadcast_values` hand rank 0's model state and
   evaluation results to the others, so that the early-stopping decision and the saved model
   are the ones every process holds.

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.nn.modules.batchnorm import _NormBase
 from tqdm.auto import tqdm
 
 from kdforge.config import RunConfig
@@ -139,12 +140,22 @@ class Trainer:
         method.to(self.acc.device)
         optimizer = build_optimizer(method.param_groups(tc.lr), tc)
         self.scheduler = build_scheduler(optimizer, tc, self.total_steps)
-        # prepared: with fp16 its step() goes through the GradScaler (skips on inf, updates the scale)
+        # prepared: with fp16 its step() goes through the GradScaler (skips on inf, updates the scale).
+        # Without a scaler the wrapper only passes calls through, at ~0.2 ms a call (it probes the
+        # installed packages each step), so the loop then calls the plain optimizer directly.
         self.optimizer = self.acc.prepare(optimizer)
+        self._plain_optimizer = optimizer
         self.params = method.trainable_parameters()
-        teacher_tensors = {id(t) for t in method.teacher.buffers()} if method.teacher is not None else set()
-        # floating buffers of the trained modules (batch-norm running statistics): averaged every step
-        self.buffers = [b for b in method.buffers() if b.is_floating_point() and id(b) not in teacher_tensors]
+        # running statistics of the trained normalisation layers (batch norm), averaged every step;
+        # other buffers are constants (or rank 0's is broadcast at each evaluation)
+        teacher = set(method.teacher.modules()) if method.teacher is not None else set()
+        self.buffers = [
+            stat
+            for m in method.modules()
+            if isinstance(m, _NormBase) and m.track_running_stats and m not in teacher
+            for stat in (m.running_mean, m.running_var)
+            if stat is not None
+        ]
         # the method and any method it wraps (OPDF wraps a base method): each has a shared_rng
         self.methods = [m for m in method.modules() if isinstance(m, Method)]
         self.skipped_in_a_row = 0
@@ -208,7 +219,7 @@ class Trainer:
         self.method.on_step_start(st.step, self.total_steps)
         with self.acc.autocast():
             _, losses = self.method.training_step(batch)
-        self.optimizer.zero_grad(set_to_none=True)
+        self._plain_optimizer.zero_grad(set_to_none=True)
         self.acc.backward(sum(losses.values()))  # fp16: the loss times the GradScaler's scale
         # one all-reduce: every gradient, the buffers and the loss terms, so that all processes
         # log the global batch's loss and take every decision below on the same numbers
@@ -249,7 +260,7 @@ class Trainer:
         else:
             skipped = not grads_finite(self.params)
             if not skipped:
-                self.optimizer.step()
+                self._plain_optimizer.step()
         if not skipped:
             self.skipped_in_a_row = 0
             return False

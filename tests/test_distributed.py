@@ -34,9 +34,11 @@ from distributed_driver import EXTRA_RECIPES, RECIPES
 from kdforge.config import from_dict
 from kdforge.data.embeddings_cli import app as embed_app
 from kdforge.engine.run import run_experiment
+from kdforge.methods._base import Method
 from kdforge.models import build_model
 from kdforge.models.image_teachers import save_exported
 from kdforge.registry import METHODS, list_methods
+from test_registry import BATCH, METHOD_SETUPS
 
 from conftest import digits_recipe
 
@@ -148,3 +150,21 @@ def test_gradients_missing_on_some_ranks_take_part_in_the_all_reduce(runs):
     assert got["used_by_rank1"] == [2.0] * 3  # (0 + 4) / 2: rank 0 contributed zeros
     assert got["unused"] is None  # no rank had it: stays None, as on one process
     assert got["buffer"] == [0.5, 0.5] and got["loss"] == [1.0]
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_training_step_takes_no_random_decision_from_a_per_process_stream(name):
+    """Audit of every method (no dropout in these models): with ``shared_rng`` seeded alike, the
+    loss does not depend on the global RNG, which the engine seeds differently on each process."""
+    method = METHOD_SETUPS[name]()
+    method.train()
+    batch = dict(getattr(method, "_test_batch", BATCH))
+    losses = []
+    for process_seed in (1, 2):
+        torch.manual_seed(process_seed)
+        for m in method.modules():
+            if isinstance(m, Method):
+                m.shared_rng.manual_seed(0)
+        losses.append({k: v.detach() for k, v in method.training_step(batch)[1].items()})
+    assert losses[0].keys() == losses[1].keys()
+    assert all(torch.equal(losses[0][k], losses[1][k]) for k in losses[0]), losses

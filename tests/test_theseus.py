@@ -105,3 +105,22 @@ def test_checkpoint_state_holds_each_student_tensor_once_and_saves(tmp_path, wra
     m.load_checkpoint_state(load_file(str(tmp_path / "m.safetensors")))
     m.on_step_start(0, 4)
     m.training_step(_batch())  # the looked-up parent still swaps the stack
+
+
+def test_replacement_is_drawn_from_the_shared_stream_only():
+    """Processes with different global RNG states (each seeds its own) replace the same groups
+    when their ``shared_rng`` is seeded alike, and other shared seeds give other choices."""
+    student, teacher = _pair()
+    m = Theseus.build(student, teacher, {"p0": 0.5}, example_batch=_batch())
+    m.train()
+    drawn = {}
+    for rank in (0, 1):
+        picks = []
+        for step in range(12):
+            torch.manual_seed(1000 * rank + step)  # a per-process stream, as the engine seeds it
+            m.shared_rng.manual_seed(step)
+            logits, _ = m.training_step(_batch())
+            picks.append(logits.detach())
+        drawn[rank] = picks
+    assert all(torch.equal(a, b) for a, b in zip(drawn[0], drawn[1], strict=True))
+    assert len({tuple(p.flatten()[:3].tolist()) for p in drawn[0]}) > 1  # several replacement patterns

@@ -110,6 +110,7 @@ def run_experiment(
         "steps": state.step,
         "best_step": state.best_step,
         "stopped_early": state.stopped_early,
+        "skipped_steps": state.skipped_steps,
         "val_acc": val["acc"],
         "val_loss": val["loss"],
         "test_acc": test["acc"],

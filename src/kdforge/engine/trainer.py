@@ -11,6 +11,15 @@ A run resumed from any checkpoint therefore ends with exactly the metrics of an
 uninterrupted run. Under ``accelerate launch`` each global batch is split
 across processes and gradients are averaged by an explicit all-reduce over the
 trainable parameters only: the frozen teacher is never wrapped or synchronised.
+Everything that must agree across processes goes through :mod:`kdforge.engine.distributed`
+(every gradient, batch-norm buffers, loss values, the model and evaluation at each
+evaluation); random decisions a method shares across processes come from
+``Method.shared_rng``, seeded from ``(seed, step)`` alone.
+
+Mixed precision (:mod:`kdforge.engine.precision`): the optimizer is prepared by
+Accelerate, fp16 gradients are unscaled before clipping, and a step with non-finite
+gradients (any precision) is skipped with the weights kept and counted in
+``skipped_steps`` (metrics and summary).
 """
 
 from __future__ import annotations
@@ -23,15 +32,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator
-from accelerate.state import AcceleratorState
+from torch.nn.modules.batchnorm import _NormBase
 from tqdm.auto import tqdm
 
 from kdforge.config import RunConfig
 from kdforge.data._batches import TensorData, iter_batches, num_batches
 from kdforge.engine import checkpoint as ckpt
+from kdforge.engine import distributed
 from kdforge.engine.logger import MetricsLogger
 from kdforge.engine.optim import build_optimizer, build_scheduler
+from kdforge.engine.precision import build_accelerator, grads_finite
 from kdforge.errors import KdforgeError
 from kdforge.methods._base import Method
 
@@ -45,14 +55,25 @@ class LoopState:
     best_step: int = -1
     bad_evals: int = 0
     stopped_early: bool = False
+    skipped_steps: int = 0  # optimizer steps skipped for non-finite gradients (fp16 overflow)
 
 
 class StopTraining(Exception):
     """Raised by a callback to end training at once (used to simulate a killed run)."""
 
 
+#: consecutive steps with non-finite gradients after which training stops (an fp16 scale
+#: halved this often is 2**-9: the gradients are not finite at any scale)
+MAX_SKIPPED_IN_A_ROW = 25
+
+
 def _step_seed(seed: int, step: int, rank: int) -> int:
     return (seed * 1_000_003 + step * 7919 + rank * 104_729) % (2**63 - 1)
+
+
+def _shared_seed(seed: int, step: int) -> int:
+    """Seed of ``Method.shared_rng`` at ``step``: the same on every process, unlike :func:`_step_seed`."""
+    return (seed * 998_244_353 + step * 15_485_863 + 0x5EED) % (2**63 - 1)
 
 
 @torch.no_grad()
@@ -99,12 +120,7 @@ class Trainer:
         self.run_dir, self.callback = Path(run_dir), callback
         if tc.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
-        # Accelerate keeps a process-wide singleton; several runs in one process (sweeps,
-        # benchmarks) may ask for different precisions, so drop the precision part of it.
-        # The process group (PartialState) is kept.
-        if AcceleratorState._shared_state:
-            AcceleratorState._reset_state(reset_partial_state=False)
-        self.acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=tc.mixed_precision)
+        self.acc = build_accelerator(tc.mixed_precision)
         self.world, self.rank = self.acc.num_processes, self.acc.process_index
         if cfg.data.batch_size % self.world:
             raise KdforgeError(
@@ -122,9 +138,27 @@ class Trainer:
         self.eval_every = tc.eval_every_steps or self.steps_per_epoch
         self.ckpt_every = tc.checkpoint_every_steps or self.eval_every
         method.to(self.acc.device)
-        self.optimizer = build_optimizer(method.param_groups(tc.lr), tc)
-        self.scheduler = build_scheduler(self.optimizer, tc, self.total_steps)
+        optimizer = build_optimizer(method.param_groups(tc.lr), tc)
+        self.scheduler = build_scheduler(optimizer, tc, self.total_steps)
+        # prepared: with fp16 its step() goes through the GradScaler (skips on inf, updates the scale).
+        # Without a scaler the wrapper only passes calls through, at ~0.2 ms a call (it probes the
+        # installed packages each step), so the loop then calls the plain optimizer directly.
+        self.optimizer = self.acc.prepare(optimizer)
+        self._plain_optimizer = optimizer
         self.params = method.trainable_parameters()
+        # running statistics of the trained normalisation layers (batch norm), averaged every step;
+        # other buffers are constants (or rank 0's is broadcast at each evaluation)
+        teacher = set(method.teacher.modules()) if method.teacher is not None else set()
+        self.buffers = [
+            stat
+            for m in method.modules()
+            if isinstance(m, _NormBase) and m.track_running_stats and m not in teacher
+            for stat in (m.running_mean, m.running_var)
+            if stat is not None
+        ]
+        # the method and any method it wraps (OPDF wraps a base method): each has a shared_rng
+        self.methods = [m for m in method.modules() if isinstance(m, Method)]
+        self.skipped_in_a_row = 0
         self.state = LoopState()
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.show_progress = progress and self.acc.is_main_process
@@ -135,6 +169,7 @@ class Trainer:
             "fingerprint": self.cfg.fingerprint(),
             "loop": asdict(self.state),
             "scheduler": self.scheduler.state_dict(),
+            "grad_scaler": self.acc.scaler.state_dict() if self.acc.scaler is not None else None,
         }
 
     def save(self, tags: list[str]) -> None:
@@ -163,20 +198,14 @@ class Trainer:
         self.method.load_checkpoint_state(model)
         self.optimizer.load_state_dict(optim)
         self.scheduler.load_state_dict(meta["scheduler"])
+        if self.acc.scaler is not None and meta.get("grad_scaler"):
+            self.acc.scaler.load_state_dict(meta["grad_scaler"])
         self.state = LoopState(**meta["loop"])
 
     # ------------------------------------------------------------------ loop
-    def _sync_grads(self) -> None:
-        grads = [p.grad for p in self.params if p.grad is not None]
-        if self.world == 1 or not grads:
-            return
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        torch.distributed.all_reduce(flat)
-        flat /= self.world
-        offset = 0
-        for g in grads:
-            g.copy_(flat[offset : offset + g.numel()].view_as(g))
-            offset += g.numel()
+    def _sync_grads(self, values: torch.Tensor) -> torch.Tensor:
+        """Average gradients, buffers and the loss terms ``values`` over processes (no-op on one)."""
+        return distributed.average_step(self.params, self.buffers, values)
 
     def _train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         st = self.state
@@ -184,11 +213,18 @@ class Trainer:
         torch.default_generator.manual_seed(seed)  # torch.manual_seed costs ~0.3 ms (all backends)
         if self.acc.device.type == "cuda":
             torch.cuda.manual_seed(seed)
+        shared = _shared_seed(self.cfg.seed, st.step)
+        for method in self.methods:
+            method.shared_rng.manual_seed(shared)
         self.method.on_step_start(st.step, self.total_steps)
         with self.acc.autocast():
             _, losses = self.method.training_step(batch)
-        loss = sum(losses.values())
-        values = {k: float(v.detach()) for k, v in losses.items()}
+        self._plain_optimizer.zero_grad(set_to_none=True)
+        self.acc.backward(sum(losses.values()))  # fp16: the loss times the GradScaler's scale
+        # one all-reduce: every gradient, the buffers and the loss terms, so that all processes
+        # log the global batch's loss and take every decision below on the same numbers
+        terms = torch.stack([v.detach().float() for v in losses.values()])
+        values = dict(zip(losses, self._sync_grads(terms).tolist(), strict=True))
         total = sum(values.values())
         if not math.isfinite(total):
             bad = [k for k, v in values.items() if not math.isfinite(v)]
@@ -198,20 +234,56 @@ class Trainer:
                 f"the last good checkpoint is kept ({last})",
                 "lower train.lr, set train.grad_clip, or check the data for NaN/inf values",
             )
-        self.optimizer.zero_grad(set_to_none=True)
-        self.acc.backward(loss)
-        self._sync_grads()
+        self.acc.unscale_gradients(self.optimizer)  # fp16: true gradients from here on; else no-op
         if self.tc.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.params, self.tc.grad_clip)
-        self.optimizer.step()
-        self.scheduler.step()
+        skipped = self._optimizer_step()
+        if not skipped:
+            self.scheduler.step()  # a skipped step leaves the schedule where it was (as Accelerate does)
         st.step += 1
         values["loss"] = total
+        values["skipped_steps"] = st.skipped_steps
+        if self.acc.scaler is not None:
+            values["loss_scale"] = self.acc.scaler.get_scale()
         return values
+
+    def _optimizer_step(self) -> bool:
+        """Step unless the gradients hold inf/NaN; count skips; return whether the step was skipped.
+
+        With fp16 the prepared optimizer asks the GradScaler (which found the infs while
+        unscaling, and halves its scale); otherwise the gradients are checked here. Gradients
+        are equal on every process by now, so every process takes the same decision.
+        """
+        if self.acc.scaler is not None:
+            self.optimizer.step()
+            skipped = self.optimizer.step_was_skipped
+        else:
+            skipped = not grads_finite(self.params)
+            if not skipped:
+                self._plain_optimizer.step()
+        if not skipped:
+            self.skipped_in_a_row = 0
+            return False
+        self.state.skipped_steps += 1
+        self.skipped_in_a_row += 1
+        if self.skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
+            last = "checkpoints/last.json" if ckpt.has_checkpoint(self.ckpt_dir) else "none written yet"
+            raise KdforgeError(
+                f"{self.skipped_in_a_row} optimizer steps in a row had inf/NaN gradients (last at step "
+                f"{self.state.step}, precision {self.tc.mixed_precision}); training stopped, the last good "
+                f"checkpoint is kept ({last})",
+                "lower train.lr, set train.grad_clip, use mixed_precision=bf16 instead of fp16, or check "
+                "the model for overflowing activations",
+            )
+        return True
 
     def _evaluate_and_checkpoint(self, logger: MetricsLogger, bar) -> None:
         st = self.state
+        # every process continues from, evaluates and checkpoints rank 0's model, and takes
+        # rank 0's evaluation for the best-model and early-stopping decisions
+        distributed.broadcast_tensors(list(self.method.checkpoint_state().values()))
         ev = evaluate(self.method, self.val_data, self.cfg.data.eval_batch_size, self.acc.device)
+        ev["acc"], ev["loss"] = distributed.broadcast_values([ev["acc"], ev["loss"]], self.acc.device)
         metric = ev["acc"] if self.tc.monitor == "val_acc" else -ev["loss"]
         improved = metric > st.best_metric
         if improved:

@@ -59,6 +59,11 @@ class Method(nn.Module):
 
     Config: ClassVar[type] = NoOptions
     needs_teacher: ClassVar[bool] = True
+    #: True when a loss term is a statistic of the whole batch rather than a mean over its
+    #: examples (distance correlation, per-batch standardisation). Under N processes each
+    #: process computes it over its 1/N of the global batch, so the run approximates the
+    #: one-process run at the same global batch instead of reproducing it to rounding.
+    batch_statistics: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -79,6 +84,11 @@ class Method(nn.Module):
             teacher.eval()
             teacher.requires_grad_(False)
         self.config = config if config is not None else self.Config()
+        # The engine re-seeds this from (seed, step) alone, the same on every process, before
+        # every step: draw from it every random decision that all processes must share (which
+        # layers Theseus replaces). Per-example randomness (dropout) uses the global RNG, which
+        # the engine seeds per process.
+        self.shared_rng = torch.Generator()
 
     @classmethod
     def build(

@@ -97,6 +97,7 @@ class EmbeddingCompression(Method):
 
     Config = EAsTConfig
     needs_teacher = False
+    batch_statistics = True  # dCor and the standardised FitNet target are per-batch statistics
 
     def __init__(self, student, teacher=None, config=None, example_batch=None) -> None:
         super().__init__(student, teacher, config, example_batch)

@@ -4,7 +4,8 @@ The teacher's ``N`` layers (found by path, ``blocks`` for our MLP/CNN,
 ``encoder.layer`` for HF BERT) form ``n`` groups of ``N / n`` consecutive
 layers; the student has ``n`` layers of the same width ("successors"). At each
 training step every successor independently replaces its group with
-probability ``p``; the other groups run the teacher's frozen layers. ``p``
+probability ``p`` (drawn from :attr:`Method.shared_rng`, so every process replaces the
+same groups); the other groups run the teacher's frozen layers. ``p``
 follows the linear curriculum ``p = min(1, p0 + k * t)``; once it reaches 1
 the student trains alone. Only the task loss (cross-entropy) is used. The
 deployed model is the student: successors plus its embeddings and head, which
@@ -152,6 +153,7 @@ class Theseus(Method):
         if self.p >= 1.0:
             logits = self.student(**inputs)
         else:
-            replace = (torch.rand(len(self.groups)) < self.p).tolist()
+            # one draw shared by every process (a per-process draw would train different graphs)
+            replace = (torch.rand(len(self.groups), generator=self.shared_rng) < self.p).tolist()
             logits = self._mixed_forward(inputs, replace)
         return logits, {"ce": F.cross_entropy(logits, batch["y"])}

@@ -68,6 +68,11 @@ def class_folders(folder: Path) -> dict[str, list[Path]]:
     return found
 
 
+def as_gray_or_rgb(img):
+    """A decoded PIL image converted to ``L`` when its mode is grayscale, else to ``RGB``."""
+    return img.convert("L" if img.mode in _GRAY_MODES else "RGB")
+
+
 def read_image(path: Path):
     """Open and decode one image with Pillow, converted to ``L`` (grayscale) or ``RGB``.
 
@@ -79,7 +84,7 @@ def read_image(path: Path):
     try:
         with Image.open(path) as img:
             img.load()
-            return img.convert("L" if img.mode in _GRAY_MODES else "RGB")
+            return as_gray_or_rgb(img)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise KdforgeError(
             f"cannot read image '{path}': {e}", "replace or delete the file (or re-save it as PNG)"

@@ -76,3 +76,5 @@ def test_text_splits_test_seed_is_an_option():
 
     assert torch.equal(test_ids()[1], test_ids(test_seed=4321)[1])  # the default is unchanged
     assert not torch.equal(test_ids()[1], test_ids(test_seed=1)[1])
+    with pytest.raises(KdforgeError, match="test_fraction=0.0 gives a test split of 0 of 30"):
+        test_ids(test_fraction=0.0)

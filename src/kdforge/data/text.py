@@ -170,6 +170,11 @@ def text_splits(
     n = len(texts)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(test_seed))
     n_test = int(round(test_fraction * n))
+    if not 0 < n_test < n:
+        raise KdforgeError(
+            f"test_fraction={test_fraction} gives a test split of {n_test} of {n} texts",
+            "choose data.kwargs.test_fraction in (0, 1) leaving at least one text on each side",
+        )
     test_idx, train_idx = perm[:n_test], perm[n_test:]
     test = TensorData({**{k: v[test_idx] for k, v in enc.items()}, "y": y[test_idx]})
     # split_train_val works on one 'x' tensor: stack ids and mask, split, unstack

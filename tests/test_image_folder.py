@@ -11,6 +11,7 @@ import yaml
 from PIL import Image
 
 from kdforge.data import load_dataset
+from kdforge.data.image_folder import prepare_images
 from kdforge.errors import KdforgeError
 
 # class name -> mean grey level: the classes are separable by brightness
@@ -73,6 +74,22 @@ def test_given_split_folders_rgb_resize_and_jpeg(tmp_path):
     assert splits.test.tensors["x"].shape == (6, 3, 8, 9)
     gray = load_dataset("image_folder", root=str(tmp_path), size=5, channels=1, val_size=3)
     assert gray.input_shape == (1, 5, 5)
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"normalize": False}, {"size": 6, "channels": 3, "mean": [0.5] * 3, "std": [0.2] * 3}]
+)
+def test_prepare_images_reproduces_the_training_inputs(tmp_path, options):
+    make_folder(tmp_path / "train", per_class=4)
+    make_folder(tmp_path / "test", per_class=2, seed=1)
+    splits = load_dataset("image_folder", root=str(tmp_path), val_size=3, **options)
+    prep = json.loads(json.dumps(splits.preprocessing))  # as read back from preprocessing.json
+    assert prep["kind"] == "image" and ("mean" in prep) == options.get("normalize", True)
+    # the test split lists class folders in order, files sorted: bright/000.png comes first
+    first = prepare_images(
+        [tmp_path / "test" / "bright" / "000.png", tmp_path / "test" / "dark" / "001.png"], prep
+    )
+    assert torch.equal(first, splits.test.tensors["x"][[0, 3]])
 
 
 def test_data_dir_and_classes_order(tmp_path):
@@ -145,5 +162,7 @@ def test_kdforge_run_on_an_image_folder_records_labels(tmp_path):
     assert r.returncode == 0, r.stderr
     run_dir = tmp_path / "runs" / "imgs"
     assert json.loads((run_dir / "labels.json").read_text()) == {"class_names": ["bright", "dark", "mid"]}
+    prep = json.loads((run_dir / "preprocessing.json").read_text())
+    assert prep["size"] == [8, 8] and prep["channels"] == 1 and len(prep["mean"]) == 1
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["val_acc"] > 0.5 and summary["dataset"].startswith("image_folder:")

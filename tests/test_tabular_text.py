@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from kdforge.data import load_dataset
+from kdforge.data.tabular_text import prepare_texts
 from kdforge.data.text import tokenize
 from kdforge.errors import KdforgeError
 
@@ -194,4 +195,7 @@ def test_kdforge_run_on_a_csv_records_labels(tmp_path):
     assert r.returncode == 0, r.stderr
     run_dir = tmp_path / "runs" / "reviews"
     assert json.loads((run_dir / "labels.json").read_text()) == {"class_names": ["neg", "pos"]}
+    prep = json.loads((run_dir / "preprocessing.json").read_text())
+    assert prep["max_len"] == 8
+    assert torch.equal(prepare_texts(["good fun"], prep)["input_ids"], tokenize(["good fun"], 8)["input_ids"])
     assert json.loads((run_dir / "summary.json").read_text())["dataset"] == f"csv:{path}"

@@ -20,7 +20,7 @@ from typing import Any
 
 from kdforge.data._holdout import Part, assemble_splits
 from kdforge.data.image_folder import as_gray_or_rgb, images_to_uint8, scale_and_normalise
-from kdforge.data.tabular_text import SPLIT_VALUES
+from kdforge.data.tabular_text import SPLIT_VALUES, text_preprocessing
 from kdforge.data.vision import Splits
 from kdforge.errors import KdforgeError
 from kdforge.registry import register_dataset
@@ -183,7 +183,9 @@ def hf_dataset(
 
     texts = ["" if t is None else str(t) for part in parts.values() for t in part.inputs["values"]]
     _attach(parts, tokenize(texts, max_len))
-    return assemble_splits(parts, input_shape=(max_len,), **options)
+    splits = assemble_splits(parts, input_shape=(max_len,), **options)
+    splits.preprocessing = text_preprocessing(max_len)
+    return splits
 
 
 def _attach(parts: dict[str, Part], tensors: dict) -> None:

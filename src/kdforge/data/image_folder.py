@@ -153,7 +153,8 @@ def scale_and_normalise(
     """
     for data in (splits.train, splits.val, splits.test):
         data.tensors["x"] = data.tensors["x"].float() / 255.0
-    channels = splits.input_shape[0]
+    channels, height, width = splits.input_shape
+    splits.preprocessing = {"kind": "image", "size": [height, width], "channels": channels, "scale": "1/255"}
     if not normalize:
         if mean is not None or std is not None:
             raise KdforgeError(
@@ -175,8 +176,34 @@ def scale_and_normalise(
     elif bool((std_t <= 0).any()):
         raise KdforgeError(f"data.kwargs.std={list(std or [])} has a value <= 0", "give positive std values")
     for data in (splits.train, splits.val, splits.test):
-        data.tensors["x"] = (data.tensors["x"] - mean_t[:, None, None]) / std_t[:, None, None]
+        data.tensors["x"] = _standardise(data.tensors["x"], mean_t, std_t)
+    splits.preprocessing.update(mean=mean_t.tolist(), std=std_t.tolist())
     return splits
+
+
+def _standardise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    return (x - mean[:, None, None]) / std[:, None, None]
+
+
+def prepare_images(paths: Sequence[str | Path], preprocessing: dict) -> torch.Tensor:
+    """New image files as model input ``[N, C, H, W]``, prepared as a run's training data were.
+
+    Args:
+        paths: image files (any Pillow format).
+        preprocessing: ``Splits.preprocessing`` of an ``image_folder`` (or image
+            ``hf_dataset``) data set, e.g. read from a run's ``preprocessing.json``.
+    """
+    files = [Path(p) for p in paths]
+    x = images_to_uint8(
+        [read_image(f) for f in files],
+        [str(f) for f in files],
+        preprocessing["size"],
+        preprocessing["channels"],
+    )
+    x = x.float() / 255.0
+    if "mean" in preprocessing:
+        x = _standardise(x, torch.tensor(preprocessing["mean"]), torch.tensor(preprocessing["std"]))
+    return x
 
 
 def _read_part(folder: Path, root: Path) -> tuple[list, list[str], list[str]]:

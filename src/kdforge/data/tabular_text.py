@@ -216,7 +216,7 @@ def text_table_splits(
         inputs = {k: v[start : start + len(texts)] for k, v in encoded.items()}
         parts[split] = Part(inputs, labels, sources)
         start += len(texts)
-    return assemble_splits(
+    splits = assemble_splits(
         parts,
         name=name,
         input_shape=(max_len,),
@@ -227,6 +227,20 @@ def text_table_splits(
         test_seed=test_seed,
         subset=subset,
     )
+    splits.preprocessing = text_preprocessing(max_len)
+    return splits
+
+
+def text_preprocessing(max_len: int) -> dict:
+    """``Splits.preprocessing`` of the text adapters: MiniLM WordPiece tokens, padded/truncated."""
+    return {"kind": "text", "tokenizer": "all-MiniLM-L6-v2 WordPiece", "max_len": max_len}
+
+
+def prepare_texts(texts: list[str], preprocessing: dict) -> dict:
+    """New texts as model input (``input_ids``, ``attention_mask``), tokenised as in training."""
+    from kdforge.data.text import tokenize
+
+    return tokenize(texts, preprocessing["max_len"])
 
 
 def _file(path: str | None, data_dir: str | None, kind: str) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,6 +31,10 @@ class Splits:
     #: label names in id order (``class_names[i]`` is class ``i``), when the data name them;
     #: a run records them in ``labels.json`` so that predictions map back to labels
     class_names: list[str] | None = None
+    #: how raw inputs became model inputs (JSON-serialisable: image size, channels, mean/std;
+    #: tokenizer and max_len); a run records it in ``preprocessing.json`` so that new inputs
+    #: can be prepared the same way
+    preprocessing: dict[str, Any] | None = None
 
 
 def split_train_val(

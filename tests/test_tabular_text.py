@@ -79,6 +79,13 @@ def test_csv_split_column_tsv_and_numeric_labels(tmp_path):
     assert splits.val.tensors["y"].tolist() == [1, 0] and splits.test.tensors["y"].tolist() == [1, 0]
 
 
+def test_csv_field_longer_than_the_csv_module_default(tmp_path):
+    long_text = "good " * 40_000  # 200 kB in one quoted field
+    path = write_csv(tmp_path / "long.csv", ["text", "label"], [(long_text, "pos"), *rows()])
+    splits = load_dataset("csv", path=str(path), max_len=8, test_size=4)
+    assert len(splits.train) + len(splits.val) + len(splits.test) == 21
+
+
 def test_jsonl_and_parquet(tmp_path):
     path = tmp_path / "d.jsonl"
     lines = [json.dumps({"text": t, "label": int(y == "pos"), "extra": {"a": 1}}) for t, y in rows()]

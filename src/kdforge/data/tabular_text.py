@@ -71,6 +71,7 @@ def read_csv(path: Path, delimiter: str = ",", encoding: str = "utf-8", errors: 
         KdforgeError: unreadable or undecodable file, no header, a row with a wrong field count.
     """
     rows, sources, header, line = [], [], [], 1
+    csv.field_size_limit(2**31 - 1)  # whole documents in one field (the default stops at 128 KiB)
     with _open_text(path, encoding, errors) as f:
         reader = csv.reader(f, delimiter=delimiter)
         try:

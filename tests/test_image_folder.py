@@ -92,6 +92,16 @@ def test_prepare_images_reproduces_the_training_inputs(tmp_path, options):
     assert torch.equal(first, splits.test.tensors["x"][[0, 3]])
 
 
+def test_subset_is_a_stratified_draw(tmp_path):
+    make_folder(tmp_path)
+    splits = load_dataset("image_folder", root=str(tmp_path), subset=6, normalize=False)
+    assert torch.bincount(splits.train.tensors["y"]).tolist() == [2, 2, 2]  # not the first class only
+    other = load_dataset("image_folder", root=str(tmp_path), subset=6, seed=1, normalize=False)
+    assert not torch.equal(other.train.tensors["x"], splits.train.tensors["x"])
+    with pytest.raises(KdforgeError, match="keeps no training examples"):
+        load_dataset("image_folder", root=str(tmp_path), subset=0)
+
+
 def test_data_dir_and_classes_order(tmp_path):
     make_folder(tmp_path)
     splits = load_dataset("image_folder", data_dir=str(tmp_path), classes=["dark", "mid", "bright"])
@@ -129,6 +139,7 @@ def _unseen_test_class(root):
         (make_folder, {"mean": [0.5, 0.5, 0.5]}, "mean has 3 values for 1-channel"),
         (make_folder, {"test_size": 1.5}, "test_size=1.5"),
         (make_folder, {"classes": ["dark", "mid"]}, "'bright' .* not in data.kwargs.classes"),
+        (make_folder, {"classes": ["dark", "mid", "dark"]}, "names a class twice"),
     ],
 )
 def test_bad_inputs_give_one_clear_error(tmp_path, setup, kwargs, message):

@@ -181,7 +181,8 @@ def assemble_splits(
         seed: the run seed; draws the validation split.
         test_seed: draws the test split, independent of the run seed so that every seed
             is scored on the same test rows.
-        subset: keep only the first ``subset`` training rows (after splitting).
+        subset: keep only ``subset`` training rows (after splitting), drawn stratified with
+            the run seed.
 
     Raises:
         KdforgeError: an unknown label outside training, or too few rows to split.
@@ -190,6 +191,8 @@ def assemble_splits(
     if not train.labels:
         raise KdforgeError(f"data set '{name}' has no training examples", "check the data path and options")
     class_names = list(classes) if classes is not None else sort_labels(train.labels)
+    if len({str(c) for c in class_names}) != len(class_names):
+        raise KdforgeError(f"data.kwargs.classes={list(class_names)} names a class twice", "list each once")
     index = {str(c): i for i, c in enumerate(class_names)}
     fixed = classes is not None
     y_train = encode_labels(train, index, "train", fixed)
@@ -201,8 +204,11 @@ def assemble_splits(
         keep, held = stratified_holdout(y_train, size, split_seed, split)
         given[split] = (train.take(held), y_train[held])
         train, y_train = train.take(keep), y_train[keep]
-    if subset is not None:
-        train, y_train = train.take(torch.arange(min(subset, len(y_train)))), y_train[:subset]
+    if subset is not None and subset < len(y_train):  # a stratified draw: the rows are grouped by class
+        if subset < 1:
+            raise KdforgeError(f"data.subset={subset} keeps no training examples", "use a positive subset")
+        _, chosen = stratified_holdout(y_train, subset, seed, "subset")
+        train, y_train = train.take(chosen), y_train[chosen]
 
     def data(part: Part, y: Tensor) -> TensorData:
         return TensorData({**part.inputs, "y": y})

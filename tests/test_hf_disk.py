@@ -71,6 +71,10 @@ def test_local_files(tmp_path):
         ({"path": "."}, "not a dataset written by save_to_disk"),
         ({"data_files": "d.txt"}, "one type among"),
         (
+            {"data_files": "d.jsonl", "data_dir": "."},
+            "data_files and data.data_dir / --data-dir are both set",
+        ),
+        (
             {"data_files": "d.jsonl", "text_column": "review"},
             r"no column 'review' \(its columns: text, label\)",
         ),

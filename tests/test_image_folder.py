@@ -148,6 +148,14 @@ def test_bad_inputs_give_one_clear_error(tmp_path, setup, kwargs, message):
         load_dataset("image_folder", root=str(tmp_path), **kwargs)
 
 
+def test_root_and_data_dir_must_agree(tmp_path):
+    make_folder(tmp_path)
+    same = load_dataset("image_folder", root=str(tmp_path), data_dir=str(tmp_path))
+    assert same.class_names == ["bright", "dark", "mid"]
+    with pytest.raises(KdforgeError, match="name different data"):
+        load_dataset("image_folder", root=str(tmp_path), data_dir=str(tmp_path / "other"))
+
+
 def test_missing_root(tmp_path):
     with pytest.raises(KdforgeError, match="needs a folder"):
         load_dataset("image_folder")

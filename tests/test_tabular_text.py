@@ -183,6 +183,8 @@ def test_missing_file(tmp_path, name):
         load_dataset(name)
     with pytest.raises(KdforgeError, match="does not exist"):
         load_dataset(name, path=str(tmp_path / f"nope.{name}"))
+    with pytest.raises(KdforgeError, match="name different data"):
+        load_dataset(name, path="a", data_dir="b")
 
 
 def test_kdforge_run_on_a_csv_records_labels(tmp_path):

@@ -49,6 +49,20 @@ class Part:
         )
 
 
+def data_location(option: str, value: str | None, data_dir: str | None) -> str | None:
+    """The file or folder of an adapter: ``data.kwargs.<option>``, else ``data_dir`` (``--data-dir``).
+
+    Raises:
+        KdforgeError: both are set to different places (neither silently wins).
+    """
+    if value is not None and data_dir is not None and value != data_dir:
+        raise KdforgeError(
+            f"data.kwargs.{option}='{value}' and data.data_dir / --data-dir='{data_dir}' name different data",
+            f"set only one of them (on the command line: data.kwargs.{option}=... replaces the recipe's)",
+        )
+    return value if value is not None else data_dir
+
+
 def sort_labels(labels: Sequence[str]) -> list[str]:
     """Distinct labels in a stable order: numerically when every label is an integer, else as text."""
     distinct = set(labels)

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from kdforge.data._holdout import Part, assemble_splits
+from kdforge.data._holdout import Part, assemble_splits, data_location
 from kdforge.data.image_folder import as_gray_or_rgb, images_to_uint8, scale_and_normalise
 from kdforge.data.tabular_text import SPLIT_VALUES, text_preprocessing
 from kdforge.data.vision import Splits
@@ -141,8 +141,12 @@ def hf_dataset(
         size, channels, normalize, mean, std: image options, as for ``image_folder``.
         classes, val_size, test_size, test_seed, seed, subset: as for ``csv``.
     """
-    if path is None and data_files is None:
-        path = data_dir
+    if data_files is None:
+        path = data_location("path", path, data_dir)
+    elif data_dir is not None:
+        raise KdforgeError(
+            "data.kwargs.data_files and data.data_dir / --data-dir are both set", "set only one of them"
+        )
     by_name = read_hf(path, data_files)
     given = {SPLIT_VALUES[k.lower()]: ds for k, ds in by_name.items() if k.lower() in SPLIT_VALUES}
     if "train" not in given:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kdforge.data._holdout import Part, assemble_splits
+from kdforge.data._holdout import Part, assemble_splits, data_location
 from kdforge.data.vision import Splits
 from kdforge.errors import KdforgeError
 from kdforge.registry import register_dataset
@@ -269,7 +269,7 @@ def image_folder(
         seed: the run seed; draws the carved validation split.
         subset: keep only this many training images.
     """
-    folder = root or data_dir
+    folder = data_location("root", root, data_dir)
     if folder is None:
         raise KdforgeError(
             "dataset 'image_folder' needs a folder", "set data.kwargs.root=DIR (or pass --data-dir DIR)"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kdforge.data._holdout import Part, assemble_splits
+from kdforge.data._holdout import Part, assemble_splits, data_location
 from kdforge.data.vision import Splits
 from kdforge.errors import KdforgeError
 from kdforge.registry import register_dataset
@@ -245,7 +245,7 @@ def prepare_texts(texts: list[str], preprocessing: dict) -> dict:
 
 
 def _file(path: str | None, data_dir: str | None, kind: str) -> Path:
-    given = path or data_dir
+    given = data_location("path", path, data_dir)
     if given is None:
         raise KdforgeError(
             f"dataset '{kind}' needs a file", f"set data.kwargs.path=FILE.{kind} (or --data-dir)"

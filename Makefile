@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "$(TORCH_SPEC)"
-	$(PIP) install -q -e ".[dev,nlp]"
+	$(PIP) install -q -e ".[dev,nlp,parquet,datasets]"
 	touch $@
 
 setup: $(VENV)/.installed  ## create .venv and install kdforge with test and NLP extras

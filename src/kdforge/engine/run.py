@@ -2,7 +2,9 @@
 
 ``<output_dir>/<name>/`` receives ``config.yaml`` (resolved), ``metrics.jsonl``,
 ``checkpoints/``, the exported student (``student.safetensors`` + ``student.json``,
-loadable without the teacher) and ``summary.json``.
+loadable without the teacher), ``summary.json`` and, when the data name their classes,
+``labels.json`` (``{"class_names": [...]}``, class id = position), and when they record how
+raw inputs were prepared, ``preprocessing.json``.
 """
 
 from __future__ import annotations
@@ -125,6 +127,10 @@ def run_experiment(
     if trainer.acc.is_main_process:
         spec = model_spec(cfg.student.name, cfg.student.kwargs, splits.input_shape, splits.num_classes)
         save_model(student, spec, run_dir / "student")
+        if splits.class_names is not None:  # id -> label, so predictions map back
+            (run_dir / "labels.json").write_text(json.dumps({"class_names": splits.class_names}, indent=1))
+        if splits.preprocessing is not None:  # how to prepare new inputs for the exported student
+            (run_dir / "preprocessing.json").write_text(json.dumps(splits.preprocessing, indent=1))
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     trainer.acc.wait_for_everyone()
     return summary

@@ -61,3 +61,12 @@ def test_fingerprint_ignores_epochs_but_not_lr():
     assert a.fingerprint() == from_dict({"train": {"epochs": 50}}).fingerprint()
     assert a.fingerprint() != from_dict({"train": {"lr": 0.5}}).fingerprint()
     assert a.fingerprint() != from_dict({"seed": 1}).fingerprint()
+
+
+def test_recipe_fingerprint_groups_seeds_but_not_lengths():
+    a = from_dict({"seed": 0, "name": "a", "train": {"epochs": 3}})
+    assert a.fingerprint() != from_dict({"seed": 1, "train": {"epochs": 3}}).fingerprint()
+    same_recipe = {"seed": 1, "name": "b", "output_dir": "x", "train": {"epochs": 3}}
+    assert a.recipe_fingerprint() == from_dict(same_recipe).recipe_fingerprint()
+    assert a.recipe_fingerprint() != from_dict({"train": {"epochs": 4}}).recipe_fingerprint()
+    assert a.recipe_fingerprint() != from_dict({"train": {"epochs": 3, "lr": 0.1}}).recipe_fingerprint()

@@ -101,11 +101,21 @@ class RunConfig:
         ``train.epochs``/``max_steps`` and output paths are left out so a run
         can be extended.
         """
+        return self._hash(with_seed=True, with_length=False)
+
+    def recipe_fingerprint(self) -> str:
+        """Hash of the recipe apart from its seed (and names/paths): equal for the seeds of one recipe.
+
+        Unlike :meth:`fingerprint` it includes ``train.epochs``/``max_steps``: runs of
+        different lengths are different rows of a table.
+        """
+        return self._hash(with_seed=False, with_length=True)
+
+    def _hash(self, with_seed: bool, with_length: bool) -> str:
         d = self.to_dict()
-        keep = {k: d[k] for k in ("seed", "data", "student", "teacher", "method")}
-        keep["train"] = {
-            k: v for k, v in d["train"].items() if k not in ("epochs", "max_steps", "log_every_steps")
-        }
+        keep = {k: d[k] for k in ("seed", "data", "student", "teacher", "method") if with_seed or k != "seed"}
+        left_out = ("log_every_steps",) if with_length else ("epochs", "max_steps", "log_every_steps")
+        keep["train"] = {k: v for k, v in d["train"].items() if k not in left_out}
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
     @property

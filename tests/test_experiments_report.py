@@ -6,7 +6,7 @@ import pytest
 
 from kdforge.config import from_dict
 from kdforge.errors import KdforgeError
-from kdforge.experiments import Interval, make_trials, run_sweep
+from kdforge.experiments import Interval, make_trials, run_sweep, verdict
 from kdforge.report.tables import (
     group_label,
     interval_cell,
@@ -30,9 +30,15 @@ def test_mean_std_cells():
 def test_interval_cell_and_verdict():
     iv = Interval(0.0123, 0.004, 0.0205, 0.95)
     assert interval_cell(iv) == "+1.23 [+0.40, +2.05]"
-    assert interval_cell(iv.to_dict(), target=0.005) == "+1.23 [+0.40, +2.05] (not distinguishable)"
-    assert interval_cell(iv, target=0.004).endswith("(met)")
-    assert interval_cell(iv, scale=1.0, digits=3, target=0.03) == "+0.012 [+0.004, +0.021] (missed)"
+    assert (
+        interval_cell(iv.to_dict(), verdict=verdict(iv, 0.005))
+        == "+1.23 [+0.40, +2.05] (not distinguishable)"
+    )
+    assert interval_cell(iv, verdict=verdict(iv, 0.004)).endswith("(met)")
+    assert (
+        interval_cell(iv, scale=1.0, digits=3, verdict=verdict(iv, 0.03))
+        == "+0.012 [+0.004, +0.021] (missed)"
+    )
 
 
 def test_markdown_table():

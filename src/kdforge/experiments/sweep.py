@@ -235,3 +235,18 @@ def load_sweep(output_dir: str | Path) -> list[dict[str, Any]]:
                 dict(summary, overrides=record["overrides"], trial=record["trial"], recipe=record["recipe"])
             )
     return out
+
+
+def run_recipe(recipe: str | Path, overrides: Sequence[str] = (), progress: bool = False) -> dict[str, Any]:
+    """Run one recipe under its own ``name`` in its ``output_dir`` (skipped when finished, resumed
+    when half-finished), e.g. a teacher whose export other recipes name by path."""
+    cfg = load_recipe(recipe, list(overrides))
+    return run_sweep([Trial(cfg.name, cfg, {}, cfg.seed, cfg.name)], cfg.output_dir, progress=progress)[0]
+
+
+def run_seeds(
+    recipe: str | Path, seeds: Sequence[int], name: str | None = None, overrides: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """Run one recipe once per seed in its ``output_dir`` (runs ``<name>-seed<S>``, resumable)."""
+    trials = make_trials(recipe, {}, seeds, name=name, extra_overrides=overrides)
+    return run_sweep(trials, trials[0].config.output_dir, progress=False)

@@ -1,6 +1,7 @@
 import errno
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -146,13 +147,22 @@ def test_corrupt_checkpoint_is_reported(tmp_path):
         run_experiment(cfg, resume=True, progress=False)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
-def test_unwritable_run_dir(tmp_path):  # pragma: no cover - CI runs as root
+def test_unwritable_run_dir(tmp_path, monkeypatch):
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o500)
-    with pytest.raises(KdforgeError, match="cannot write to run directory"):
+    if os.geteuid() == 0:  # root writes anywhere (CI runs as root): the OS refuses the write instead
+        real_mkdir = Path.mkdir
+
+        def refused(path, *args, **kwargs):
+            if ro in (path, *path.parents):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+            return real_mkdir(path, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "mkdir", refused)
+    with pytest.raises(KdforgeError, match="cannot write to run directory .*Permission denied"):
         run_experiment(from_dict(digits_recipe(ro)), progress=False)
+    assert list(ro.iterdir()) == []
 
 
 def test_output_dir_that_is_a_file(tmp_path):

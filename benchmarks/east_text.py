@@ -31,9 +31,9 @@ from pathlib import Path
 import torch
 
 from east_images import Runner, fmt, mean, plot, probe_val_accuracy, run_pair, verdict
-from east_table import accuracy
 from kdforge.config import load_recipe
 from kdforge.data.text import vader_all
+from kdforge.experiments.scoring import model_accuracy
 from kdforge.report.provenance import provenance, write_results
 
 CONFIGS = Path(__file__).parents[1] / "configs" / "east"
@@ -60,7 +60,7 @@ class TextRunner(Runner):
 
     def score(self, student: torch.nn.Module) -> dict[str, float]:
         """Accuracy on every unseen domain."""
-        return {f"unseen_{d}": accuracy(student, data) for d, data in self.unseen_sets.items()}
+        return {f"unseen_{d}": model_accuracy(student, data) for d, data in self.unseen_sets.items()}
 
 
 def teacher_probe(pair: str, seeds: list[int]) -> list[dict]:

@@ -14,8 +14,10 @@ from torch import nn
 
 import kdforge.experiments.timing as timing_module
 from kdforge.config import from_dict
+from kdforge.data._batches import TensorData
 from kdforge.errors import KdforgeError
 from kdforge.experiments import paired_bootstrap, run_recipe, run_seeds
+from kdforge.experiments.scoring import model_accuracy
 from kdforge.experiments.timing import exported_latency_ratio, latency_ratio
 from kdforge.experiments.variants import (
     delta_lines,
@@ -38,6 +40,7 @@ RERENDERED = [
     ("opdf_align_sweep", "opdf_align_sweep"),
     ("opdf_nlp", "opdf_nlp_narrow"),
     ("opdf_nlp", "opdf_nlp_adkd"),
+    ("east_table", "east_table_lam0.3"),
 ]
 
 
@@ -149,3 +152,18 @@ def test_results_files_save_and_rerender(tmp_path):
     assert json.loads(path.read_text())["provenance"] == saved["provenance"]
     with pytest.raises(KdforgeError, match="does not exist"):
         rerender_results(tmp_path / "none.json", str)
+
+
+class _FirstToken(nn.Module):
+    """Predicts class ``input_ids[:, 0] % 3`` (keyword inputs, as text models take them)."""
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return nn.functional.one_hot(input_ids[:, 0] % 3, 3).float() + 0 * attention_mask[:, :1]
+
+
+def test_model_accuracy_passes_every_input_but_the_labels():
+    ids = torch.arange(30).reshape(10, 3)
+    y = ids[:, 0] % 3
+    y[:4] = (y[:4] + 1) % 3  # 4 of 10 wrong
+    data = TensorData({"input_ids": ids, "attention_mask": torch.ones_like(ids), "y": y})
+    assert model_accuracy(_FirstToken(), data, batch_size=3) == pytest.approx(0.6)

@@ -159,11 +159,15 @@ def _finished(trial: Trial, run_dir: Path) -> dict[str, Any] | None:
     if not summary_path.is_file():
         return None
     summary = json.loads(summary_path.read_text())
-    done = (
-        yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
-    )
+    try:
+        done = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        done = None  # no readable record of the run's length: treated as another recipe's run
     want = trial.config.to_dict()
-    same_length = all(done.get("train", {}).get(k) == want["train"][k] for k in ("epochs", "max_steps"))
+    trained = done.get("train") if isinstance(done, dict) else None
+    same_length = isinstance(trained, dict) and all(
+        trained.get(k) == want["train"][k] for k in ("epochs", "max_steps")
+    )
     if summary.get("fingerprint") != trial.config.fingerprint() or not same_length:
         raise KdforgeError(
             f"'{run_dir}' holds a finished run of a different recipe than trial '{trial.name}' "

@@ -41,6 +41,10 @@ RERENDERED = [
     ("opdf_nlp", "opdf_nlp_narrow"),
     ("opdf_nlp", "opdf_nlp_adkd"),
     ("east_table", "east_table_lam0.3"),
+    ("east_images", "east_images_digits"),
+    ("east_images", "east_images_fmnist"),
+    ("east_text", "east_text_tweets"),
+    ("east_text", "east_text_amazon_kd0.3"),
 ]
 
 

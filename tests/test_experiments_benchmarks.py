@@ -99,8 +99,19 @@ def test_variant_table_and_paired_deltas():
     )
     assert table[3] == "| kd plain | 81.00 ± 1.00 | 80.00 ± 1.00 | 100 | 50 | 1.00 | 2 |"
     intervals = paired_deltas(ROWS, "opdf", "plain", n_boot=1000)
-    assert set(intervals) == {"kd"}
-    assert intervals["kd"] == paired_bootstrap(ROWS[1]["test_acc"], ROWS[0]["test_acc"], n_boot=1000)
+    assert set(intervals) == {("kd", "opdf")}
+    assert intervals["kd", "opdf"] == paired_bootstrap(ROWS[1]["test_acc"], ROWS[0]["test_acc"], n_boot=1000)
+    # with the interval, the verdict is the interval's (paired differences +3, +2, +2 points)
+    deltas = variant_deltas(ROWS, lambda v: v == "opdf")
+    iv = intervals["kd", "opdf"]
+    assert (iv.low, iv.high) == pytest.approx((0.02, 0.03))
+    line = delta_lines(deltas, LABELS, target=2.5, intervals=intervals)[0]
+    assert line == "- kd +OPDF: +2.33 [+2.00, +3.00] points vs plain (95% CI; not distinguishable)"
+    assert delta_lines(deltas, LABELS, target=1.5, intervals=intervals)[0].endswith("(95% CI; met)")
+    assert delta_lines(deltas, LABELS, target=3.5, intervals=intervals)[0].endswith("(95% CI; missed)")
+    # the mean alone (+2.33) clears 2.2 points; the interval's lower bound (+2.00) does not
+    assert delta_lines(deltas, LABELS, target=2.2)[0].endswith("(met)")
+    assert delta_lines(deltas, LABELS, target=2.2, intervals=intervals)[0].endswith("; not distinguishable)")
 
 
 class _Slow(nn.Module):

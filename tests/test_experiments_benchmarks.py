@@ -17,7 +17,7 @@ from kdforge.config import from_dict
 from kdforge.data._batches import TensorData
 from kdforge.errors import KdforgeError
 from kdforge.experiments import paired_bootstrap, run_recipe, run_seeds
-from kdforge.experiments.scoring import model_accuracy
+from kdforge.experiments.scoring import model_accuracy, teacher_scores
 from kdforge.experiments.timing import exported_latency_ratio, latency_ratio
 from kdforge.experiments.variants import (
     delta_lines,
@@ -182,3 +182,11 @@ def test_model_accuracy_passes_every_input_but_the_labels():
     y[:4] = (y[:4] + 1) % 3  # 4 of 10 wrong
     data = TensorData({"input_ids": ids, "attention_mask": torch.ones_like(ids), "y": y})
     assert model_accuracy(_FirstToken(), data, batch_size=3) == pytest.approx(0.6)
+
+
+def test_teacher_scores_on_the_student_recipe_match_the_teacher_run(tmp_path, digits_teacher):
+    teacher, summary = digits_teacher  # trained on the digits with seed 0, like the recipe below
+    cfg = from_dict(digits_recipe(tmp_path, "kd", method={"name": "kd"}, teacher=teacher))
+    scores = teacher_scores(cfg)
+    assert (scores["val_acc"], scores["test_acc"]) == (summary["val_acc"], summary["test_acc"])
+    assert scores["test_size"] == 400

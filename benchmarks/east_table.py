@@ -13,13 +13,13 @@ markdown from the JSON) -> ``benchmarks/results/east_table.{json,md}`` and ``eas
 from __future__ import annotations
 
 import argparse
-import statistics
 from pathlib import Path
 
 import torch
 
 from kdforge.data.text import vader_all
 from kdforge.engine.run import load_student
+from kdforge.experiments import east_protocol as east
 from kdforge.experiments import make_trials, run_sweep
 from kdforge.experiments.scoring import model_accuracy
 from kdforge.report.results import rerender_results, save_results
@@ -80,31 +80,6 @@ def markdown(res: dict) -> str:
     return "\n".join([title, "", intro, "", markdown_table(header, cells)])
 
 
-def plot(res: dict, out: Path) -> None:
-    """Test accuracy vs d per loss, with baseline and EAsT as horizontal lines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows, ds = table(res), res["provenance"]["config"]["ds"]
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for loss, color in (("FitNet", "C0"), ("dCor", "C1")):
-        accs = [[100 * a for a in rows[f"EC-{loss} d={d}"]["test_acc"]] for d in ds]
-        means, stds = [statistics.mean(a) for a in accs], [statistics.pstdev(a) for a in accs]
-        ax.errorbar(ds, means, yerr=stds, marker="o", color=color, label=f"EC-{loss}", capsize=3)
-        ax.axhline(100 * statistics.mean(rows[f"EAsT-{loss}"]["test_acc"]), color=color, ls=":",
-                   label=f"EAsT-{loss} (D=384)")  # fmt: skip
-    if "baseline" in rows:
-        ax.axhline(100 * statistics.mean(rows["baseline"]["test_acc"]), color="k", ls="--", label="baseline")
-    ax.set_xscale("log", base=2)
-    ax.set(xlabel="compressed dimension d", ylabel="test accuracy (%)")
-    ax.set_title("VADER movies, MiniLM teacher, text-CNN student")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -123,7 +98,13 @@ def main() -> None:
     torch.set_num_threads(1)  # small models on a shared CPU: extra threads only add contention
     res = run(args)
     print(save_results(args.out, res, markdown, vars(args), args.seeds))
-    plot({**res, "provenance": {"config": vars(args)}}, Path(args.out).with_suffix(".png"))
+    rows = {
+        label: [r for r in res["runs"] if r["row"] == label]
+        for label in dict.fromkeys(r["row"] for r in res["runs"])
+    }
+    east.plot_pairs(
+        {"VADER movies, MiniLM teacher, text-CNN student": rows}, args.ds, Path(args.out).with_suffix(".png")
+    )
 
 
 if __name__ == "__main__":

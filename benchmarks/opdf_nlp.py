@@ -25,9 +25,8 @@ from pathlib import Path
 import torch
 
 from kdforge.config import load_recipe
-from kdforge.engine.run import build_method, load_splits
-from kdforge.engine.trainer import evaluate
 from kdforge.experiments import run_recipe, run_seeds
+from kdforge.experiments.scoring import teacher_scores
 from kdforge.experiments.timing import exported_latency_ratio
 from kdforge.experiments.variants import (
     delta_lines,
@@ -65,19 +64,6 @@ TOKENS = torch.randint(1000, 20000, (8, 32), generator=torch.Generator().manual_
 TEXT_INPUTS = {"input_ids": TOKENS, "attention_mask": torch.ones_like(TOKENS)}  # for latency timing
 
 
-def teacher_on_student_split(recipe: Path) -> dict[str, float]:
-    """The teacher's validation/test accuracy on the split a student recipe uses (seed 0)."""
-    cfg = load_recipe(recipe, ["seed=0"])
-    splits = load_splits(cfg)
-    method = build_method(cfg, splits)
-    method.predict = method.teacher_forward  # score the teacher with the engine's evaluation
-    score = {
-        s: evaluate(method, getattr(splits, s), cfg.data.eval_batch_size, torch.device("cpu"))
-        for s in ("val", "test")
-    }
-    return {"val_acc": score["val"]["acc"], "test_acc": score["test"]["acc"], "test_size": len(splits.test)}
-
-
 def run_grid(bases: list[str], variants: list[str], seeds: list[int], override: list[str], tag: str) -> dict:
     teacher = run_recipe(CONFIGS / "nlp_teacher.yaml")
     grid = [(b, v) for b in bases for v in variants if (CONFIGS / f"nlp_{b}_{v}.yaml").is_file()]
@@ -102,7 +88,7 @@ def run_grid(bases: list[str], variants: list[str], seeds: list[int], override: 
         )
     first = CONFIGS / f"nlp_{grid[0][0]}_{grid[0][1]}.yaml"
     subset = load_recipe(CONFIGS / "nlp_teacher.yaml").data.subset
-    teacher = {**teacher, **teacher_on_student_split(first), "train_subset": subset}
+    teacher = {**teacher, **teacher_scores(load_recipe(first, ["seed=0"])), "train_subset": subset}
     deltas = variant_deltas(
         rows, lambda v: v.startswith("opdf"), control="plain_lr3x", teacher_acc=teacher["test_acc"]
     )

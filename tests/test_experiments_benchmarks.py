@@ -17,7 +17,7 @@ from kdforge.config import from_dict
 from kdforge.data._batches import TensorData
 from kdforge.errors import KdforgeError
 from kdforge.experiments import paired_bootstrap, run_recipe, run_seeds
-from kdforge.experiments.scoring import model_accuracy
+from kdforge.experiments.scoring import model_accuracy, teacher_scores
 from kdforge.experiments.timing import exported_latency_ratio, latency_ratio
 from kdforge.experiments.variants import (
     delta_lines,
@@ -99,8 +99,19 @@ def test_variant_table_and_paired_deltas():
     )
     assert table[3] == "| kd plain | 81.00 ± 1.00 | 80.00 ± 1.00 | 100 | 50 | 1.00 | 2 |"
     intervals = paired_deltas(ROWS, "opdf", "plain", n_boot=1000)
-    assert set(intervals) == {"kd"}
-    assert intervals["kd"] == paired_bootstrap(ROWS[1]["test_acc"], ROWS[0]["test_acc"], n_boot=1000)
+    assert set(intervals) == {("kd", "opdf")}
+    assert intervals["kd", "opdf"] == paired_bootstrap(ROWS[1]["test_acc"], ROWS[0]["test_acc"], n_boot=1000)
+    # with the interval, the verdict is the interval's (paired differences +3, +2, +2 points)
+    deltas = variant_deltas(ROWS, lambda v: v == "opdf")
+    iv = intervals["kd", "opdf"]
+    assert (iv.low, iv.high) == pytest.approx((0.02, 0.03))
+    line = delta_lines(deltas, LABELS, target=2.5, intervals=intervals)[0]
+    assert line == "- kd +OPDF: +2.33 [+2.00, +3.00] points vs plain (95% CI; not distinguishable)"
+    assert delta_lines(deltas, LABELS, target=1.5, intervals=intervals)[0].endswith("(95% CI; met)")
+    assert delta_lines(deltas, LABELS, target=3.5, intervals=intervals)[0].endswith("(95% CI; missed)")
+    # the mean alone (+2.33) clears 2.2 points; the interval's lower bound (+2.00) does not
+    assert delta_lines(deltas, LABELS, target=2.2)[0].endswith("(met)")
+    assert delta_lines(deltas, LABELS, target=2.2, intervals=intervals)[0].endswith("; not distinguishable)")
 
 
 class _Slow(nn.Module):
@@ -171,3 +182,11 @@ def test_model_accuracy_passes_every_input_but_the_labels():
     y[:4] = (y[:4] + 1) % 3  # 4 of 10 wrong
     data = TensorData({"input_ids": ids, "attention_mask": torch.ones_like(ids), "y": y})
     assert model_accuracy(_FirstToken(), data, batch_size=3) == pytest.approx(0.6)
+
+
+def test_teacher_scores_on_the_student_recipe_match_the_teacher_run(tmp_path, digits_teacher):
+    teacher, summary = digits_teacher  # trained on the digits with seed 0, like the recipe below
+    cfg = from_dict(digits_recipe(tmp_path, "kd", method={"name": "kd"}, teacher=teacher))
+    scores = teacher_scores(cfg)
+    assert (scores["val_acc"], scores["test_acc"]) == (summary["val_acc"], summary["test_acc"])
+    assert scores["test_size"] == 400

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from kdforge.data import load_dataset
 from kdforge.experiments import east_protocol as east
+from kdforge.experiments.scoring import model_accuracy
+
+from conftest import digits_recipe
 
 SEEDS = [0, 1, 2]
 
@@ -89,3 +95,20 @@ def test_setting_runner_reuses_rows_trained_with_identical_overrides(tmp_path):
         old
     ]  # remembered
     assert not (tmp_path / "runs").exists()
+
+
+def test_setting_runner_trains_once_per_seed_and_scores_the_exported_student(tmp_path):
+    (tmp_path / "base.yaml").write_text(json.dumps(digits_recipe(tmp_path, "b", train={"epochs": 1})))
+    test = load_dataset("digits").test
+    scored = []
+
+    def score(student):
+        scored.append(student)
+        return {"unseen_acc": model_accuracy(student, test)}
+
+    runner = east.SettingRunner("p", tmp_path, str(tmp_path / "runs"), score, ["train.lr=0.02"])
+    rows = runner.run("baseline", "base.yaml", [], None, None, [0, 1])
+    assert [r["seed"] for r in rows] == [0, 1] and len(scored) == 2
+    assert rows[0]["overrides"] == ["train.lr=0.02", "seed=0"] and 0.1 < rows[0]["unseen_acc"] <= 1.0
+    assert rows[0]["val_acc"] != rows[1]["val_acc"] or rows[0]["test_acc"] != rows[1]["test_acc"]
+    assert runner.run("baseline", "base.yaml", [], None, None, [1]) == [rows[1]] and len(scored) == 2

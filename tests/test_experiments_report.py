@@ -66,6 +66,7 @@ def test_report_groups_seeds_of_one_recipe(tmp_path):
     trials = make_trials(base, {"train.lr": [0.01]}, seeds=[0, 1])
     trials += make_trials(base, {"train.lr": [0.03]}, seeds=[0])
     runs = run_sweep(trials, tmp_path / "out", progress=False)
+    assert summaries_table(runs) == summaries_table([load_summary(tmp_path / "out" / t.name) for t in trials])
     summaries = [load_summary(tmp_path / "out" / t.name) for t in trials]
     assert summaries[0]["recipe_fingerprint"] == summaries[1]["recipe_fingerprint"]
     assert summaries[0]["recipe_fingerprint"] != summaries[2]["recipe_fingerprint"]

@@ -200,7 +200,11 @@ def verdict(table: dict[str, list[dict]], unseen: Sequence[str] = ("unseen_acc",
 
 
 def plot_pairs(tables: dict[str, dict[str, list[dict]]], ds: Sequence[int], out: Path) -> None:
-    """Test accuracy vs d per loss (EC), EAsT and baseline as horizontal lines; one panel per pair."""
+    """Test accuracy vs d per loss (EC), EAsT and baseline as horizontal lines; one panel per pair.
+
+    ``tables``: panel title -> row label (``baseline``, ``EAsT-FitNet``, ``EC-dCor d=16`` ...) ->
+    per-seed rows with ``test_acc``; the baseline may be missing.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -214,7 +218,10 @@ def plot_pairs(tables: dict[str, dict[str, list[dict]]], ds: Sequence[int], out:
             ax.errorbar(ds, means, yerr=stds, marker="o", color=color, label=f"EC-{loss}", capsize=3)
             east = percent([x["test_acc"] for x in table[f"EAsT-{loss}"]])
             ax.axhline(east, color=color, ls=":", label=f"EAsT-{loss}")
-        ax.axhline(percent([x["test_acc"] for x in table["baseline"]]), color="k", ls="--", label="baseline")
+        if "baseline" in table:
+            ax.axhline(
+                percent([x["test_acc"] for x in table["baseline"]]), color="k", ls="--", label="baseline"
+            )
         ax.set_xscale("log", base=2)
         ax.set(xlabel="compressed dimension d", ylabel="test accuracy (%)")
         ax.set_title(pair, fontsize=9)

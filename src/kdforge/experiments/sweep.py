@@ -31,6 +31,7 @@ from kdforge.config import RunConfig, apply_overrides, from_dict, load_recipe, s
 from kdforge.engine import checkpoint as ckpt
 from kdforge.engine.run import run_experiment
 from kdforge.errors import KdforgeError
+from kdforge.report.tables import load_summary
 
 TRIAL_FILE = "trial.json"  # written into each trial's run directory: name, recipe, overrides, seed
 
@@ -191,8 +192,9 @@ def run_sweep(
         progress: Show a progress bar over trials.
 
     Returns:
-        Each trial's summary (see ``run_experiment``) with ``"overrides"``, ``"trial"`` and
-        ``"recipe"`` added, in trial order.
+        Each trial's summary (see ``run_experiment``) with ``"overrides"``, ``"trial"``, ``"recipe"``
+        and ``"recipe_fingerprint"`` (equal for the seeds of one grid point, so
+        :func:`kdforge.report.tables.summaries_table` gives one row per grid point) added, in trial order.
 
     Raises:
         KdforgeError: for duplicate trial names, a run directory holding another recipe's
@@ -220,7 +222,8 @@ def run_sweep(
             "seed": trial.seed,
         }
         (run_dir / TRIAL_FILE).write_text(json.dumps(record, indent=1, default=str))
-        results.append(dict(summary, overrides=dict(trial.overrides), trial=trial.name, recipe=trial.recipe))
+        extra = {"trial": trial.name, "recipe": trial.recipe, "recipe_fingerprint": cfg.recipe_fingerprint()}
+        results.append(dict(summary, overrides=dict(trial.overrides), **extra))
     return results
 
 
@@ -234,7 +237,7 @@ def load_sweep(output_dir: str | Path) -> list[dict[str, Any]]:
         summary_path = trial_path.parent / "summary.json"
         if summary_path.is_file():
             record = json.loads(trial_path.read_text())
-            summary = json.loads(summary_path.read_text())
+            summary = load_summary(trial_path.parent)  # adds the recipe fingerprint from config.yaml
             out.append(
                 dict(summary, overrides=record["overrides"], trial=record["trial"], recipe=record["recipe"])
             )

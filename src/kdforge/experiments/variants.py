@@ -14,8 +14,8 @@ import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from kdforge.experiments.intervals import Interval, paired_bootstrap
-from kdforge.report.tables import markdown_table, mean_std
+from kdforge.experiments.intervals import Interval, paired_bootstrap, verdict
+from kdforge.report.tables import interval_cell, markdown_table, mean_std
 
 VARIANT_HEADERS = [
     "method",
@@ -80,12 +80,13 @@ def variant_deltas(
 
 def paired_deltas(
     rows: Sequence[dict], variant: str, reference: str, **bootstrap: Any
-) -> dict[str, Interval]:
-    """Per base: the paired bootstrap interval of ``variant`` minus ``reference`` test accuracy (by seed)."""
+) -> dict[tuple, Interval]:
+    """``(base, variant) ->`` the paired bootstrap interval of ``variant`` minus ``reference`` test
+    accuracy, pairs by seed (rows list their seeds in the same order)."""
     by_key = {(r["base"], r["variant"]): r for r in rows}
     return {
-        base: paired_bootstrap(
-            by_key[base, variant]["test_acc"], by_key[base, reference]["test_acc"], **bootstrap
+        (base, var): paired_bootstrap(
+            by_key[base, var]["test_acc"], by_key[base, reference]["test_acc"], **bootstrap
         )
         for base, var in by_key
         if var == variant and (base, reference) in by_key
@@ -112,12 +113,30 @@ def variant_table(
     return markdown_table(VARIANT_HEADERS, cells)
 
 
-def delta_lines(deltas: Sequence[dict], labels: dict[str, str], target: float = 1.0) -> list[str]:
-    """``- kd +OPDF: +2.50 points vs plain (met); +0.35 vs the plain 3x-lr control`` per delta."""
+def delta_lines(
+    deltas: Sequence[dict], labels: dict[str, str], target: float = 1.0, intervals: dict | None = None
+) -> list[str]:
+    """``- kd +OPDF: +2.50 points vs plain (met); +0.35 vs the plain 3x-lr control`` per delta.
+
+    Args:
+        deltas: From :func:`variant_deltas`.
+        labels: Variant -> printed label.
+        target: Points over the reference the verdict asks for.
+        intervals: ``(base, variant) -> Interval`` of the paired difference (fractions, e.g. from
+            :func:`paired_deltas`). With it, the interval is printed and the verdict is
+            :func:`kdforge.experiments.verdict` of the interval (``met`` only if its lower bound
+            clears the target); without it, the verdict compares the mean with the target.
+    """
     lines = []
     for d in deltas:
-        verdict = "met" if d["delta_points"] >= target else "**missed**"
-        line = f"- {d['base']} {labels[d['variant']]}: {d['delta_points']:+.2f} points vs plain ({verdict})"
+        interval = (intervals or {}).get((d["base"], d["variant"]))
+        if interval is not None:
+            shown = verdict(interval, target / 100)
+            result = f"{interval_cell(interval)} points vs plain (95% CI; {shown})"
+        else:
+            shown = "met" if d["delta_points"] >= target else "**missed**"
+            result = f"{d['delta_points']:+.2f} points vs plain ({shown})"
+        line = f"- {d['base']} {labels[d['variant']]}: {result}"
         if d.get("delta_vs_control") is not None:
             line += f"; {d['delta_vs_control']:+.2f} vs the plain 3x-lr control"
         if d.get("delta_vs_teacher") is not None:

@@ -71,9 +71,11 @@ class TrainConfig:
     deterministic: bool = True
     eval_every_steps: int | None = None  # None: once per epoch
     checkpoint_every_steps: int | None = None  # None: at each evaluation
+    checkpoint_every_s: float | None = 300.0  # also save when this long since the last (None: off)
     early_stopping_patience: int | None = None  # evaluations without improvement
     monitor: str = "val_acc"  # higher is better
     log_every_steps: int = 20
+    progress_every_s: float | None = 30.0  # progress line interval when output is not a terminal
 
 
 @dataclass
@@ -98,14 +100,13 @@ class RunConfig:
         """Hash of everything that defines the model being trained and its data.
 
         Used to refuse resuming a checkpoint written by a different recipe.
-        ``train.epochs``/``max_steps`` and output paths are left out so a run
-        can be extended.
+        ``train.epochs``/``max_steps``, output paths and how often the run
+        logs or saves are left out so a run can be extended.
         """
         d = self.to_dict()
         keep = {k: d[k] for k in ("seed", "data", "student", "teacher", "method")}
-        keep["train"] = {
-            k: v for k, v in d["train"].items() if k not in ("epochs", "max_steps", "log_every_steps")
-        }
+        skip = ("epochs", "max_steps", "log_every_steps", "checkpoint_every_s", "progress_every_s")
+        keep["train"] = {k: v for k, v in d["train"].items() if k not in skip}
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
     @property

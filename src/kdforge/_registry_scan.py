@@ -5,8 +5,8 @@ every module that registers a method, model or data set imports torch (seconds).
 This module parses the packages the registry imports on first use
 (:data:`kdforge.registry._PLUGIN_MODULES`) with :mod:`ast` and collects every
 ``@register_method("name")`` / ``@register_model(...)`` / ``@register_dataset(...)``
-(or ``@METHODS.register(...)``) decorator with a literal name, with the first line
-of the decorated object's docstring.
+(or ``@METHODS.register(...)``) decorator with a literal name on a module-level
+function or class, with the first line of the decorated object's docstring.
 
 A test checks that this listing equals the imported registries name for name and
 line for line, so a registration this scan cannot read (a computed name) fails
@@ -48,8 +48,11 @@ def _first_line(doc: str | None) -> str:
 
 def scan_file(path: Path) -> list[tuple[str, str, str]]:
     """``(kind, name, first docstring line)`` for each literal registration in one file."""
-    found = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+    found: list[tuple[str, str, str]] = []
+    source = path.read_text(encoding="utf-8")
+    if "register" not in source:  # most files: skip parsing
+        return found
+    for node in ast.parse(source, str(path)).body:  # registrations are module-level
         if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             continue
         for deco in node.decorator_list:

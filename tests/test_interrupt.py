@@ -242,3 +242,26 @@ def test_progress_line_format_and_interval():
     line._start_time -= 10  # 50 steps in 10 s: 5 steps/s, 50 steps left: 10 s
     line.update(150, 0.25)
     assert stream.getvalue() == "x: step 150/200 (75.0%), loss 0.2500, 5.0 steps/s, ETA 0m10s\n"
+
+
+def test_quickstart_interrupted_prints_its_resume_command(tmp_path, monkeypatch):
+    """quickstart stops like run (checkpoint, exit 143, the command) and that command finishes it."""
+    from kdforge.engine.trainer import Trainer
+
+    real_due = Trainer._due
+    monkeypatch.setattr(
+        Trainer,
+        "_due",
+        lambda self, stop: (signal.SIGTERM, False) if self.state.step == 3 else real_due(self, stop),
+    )
+    args = ["quickstart", "--output-dir", str(tmp_path / "qs"), "--dataset", "digits", "--epochs", "1"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 143, r.output
+    assert "training interrupted by SIGTERM; checkpoint saved at step 3" in r.stderr
+    assert f"resume with: {shlex.join(['kdforge', *args, '--resume'])}" in r.stderr
+    assert json.loads((tmp_path / "qs" / "teacher" / "checkpoints" / "last.json").read_text())["step"] == 3
+    monkeypatch.setattr(Trainer, "_due", real_due)
+    r = CliRunner().invoke(app, [*args, "--resume"])
+    assert r.exit_code == 0, r.output
+    assert "| student_kd |" in r.stdout
+    assert json.loads((tmp_path / "qs" / "teacher" / "summary.json").read_text())["steps"] == 1097 // 128

@@ -146,7 +146,11 @@ def run(
     resume: bool = typer.Option(False, "--resume", help="Continue this run from its last checkpoint."),
     output_dir: str = typer.Option(None, "--output-dir", help="Parent directory of the run directory."),
     data_dir: str = typer.Option(None, "--data-dir", help="MNIST-format IDX directory to use as data."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    progress: bool = typer.Option(
+        True,
+        "--progress/--no-progress",
+        help="Show a progress bar (on a terminal) or a progress line every train.progress_every_s s.",
+    ),
 ) -> None:
     """Train one recipe; writes config, metrics, checkpoints, exported student and summary.json.
 

@@ -135,7 +135,7 @@ class Trainer:
         self.state = LoopState()
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.show_progress = progress and self.acc.is_main_process
-        self._saved = (-1, time.monotonic())  # (step, time) of the last checkpoint written
+        self._last_save = time.monotonic()  # clock of the time-based checkpoints
         self._fit_start: float | None = None
         self._time_before = 0.0  # train_time_s restored from a checkpoint
 
@@ -151,7 +151,7 @@ class Trainer:
         """Write a checkpoint for the current step under ``tags`` (main process only)."""
         if self._fit_start is not None:
             self.state.train_time_s = self._time_before + time.perf_counter() - self._fit_start
-        self._saved = (self.state.step, time.monotonic())
+        self._last_save = time.monotonic()
         if self.acc.is_main_process:
             ckpt.save_checkpoint(
                 self.ckpt_dir,
@@ -248,7 +248,7 @@ class Trainer:
     def _due(self, stop: StopOnSignal) -> tuple[int, bool]:
         """(signal number or 0, whether a time-based checkpoint is due), agreed by every rank."""
         every = self.tc.checkpoint_every_s
-        due = bool(every) and time.monotonic() - self._saved[1] >= every
+        due = bool(every) and time.monotonic() - self._last_save >= every
         signum = stop.signum or 0
         if self.world > 1:  # ranks must take the same branch: save() waits for everyone
             flags = torch.tensor([signum, int(due)], device=self.acc.device)
@@ -288,7 +288,7 @@ class Trainer:
         line.enabled = self.show_progress and not on_terminal
         self.method.train()
         self._time_before, self._fit_start = st.train_time_s, time.perf_counter()
-        self._saved = (st.step if resume else -1, time.monotonic())
+        self._last_save = time.monotonic()
         try:
             with StopOnSignal() as stop:
                 while st.step < self.total_steps and not st.stopped_early:

@@ -199,6 +199,10 @@ def test_flipped_byte_in_newest_checkpoint_is_caught_by_its_checksum(tmp_path, c
     newest.write_bytes(bytes(data))
     _, _, meta = ckpt.load_checkpoint(cfg.run_dir / "checkpoints")
     assert meta["step"] == 5 and "SHA-256 differs" in capsys.readouterr().err
+    # last.json now names step 5, so the next save keeps step 5 (not the damaged file) as prev
+    assert json.loads((cfg.run_dir / "checkpoints" / "last.json").read_text())["step"] == 5
+    assert ckpt.load_checkpoint(cfg.run_dir / "checkpoints")[2]["step"] == 5
+    assert capsys.readouterr().err == ""
 
 
 def test_both_checkpoints_damaged_is_one_clear_error(tmp_path):

@@ -166,8 +166,9 @@ def _read(ckpt_dir: Path, tag: str) -> tuple[dict[str, torch.Tensor], dict[str, 
 def load_checkpoint(ckpt_dir: Path, tag: str = "last", note=None) -> tuple[dict, dict, dict[str, Any]]:
     """Read a checkpoint: ``(model_state, optimizer_state, meta)``.
 
-    A damaged ``last`` checkpoint falls back to ``prev`` (the one written before it),
-    after ``note`` (default: print to stderr) names the damaged file.
+    A damaged ``last`` checkpoint falls back to ``prev`` (the one written before it):
+    ``note`` (default: print to stderr) names the damaged file, and ``last.json`` is
+    pointed at ``prev``'s checkpoint (the damaged tensor file is left until the next save).
 
     Raises:
         KdforgeError: when the checkpoint is missing, or it and its fallback are damaged.
@@ -184,9 +185,12 @@ def load_checkpoint(ckpt_dir: Path, tag: str = "last", note=None) -> tuple[dict,
             tensors, meta = _read(ckpt_dir, "prev")
         except DamagedCheckpoint:
             raise _unreadable(pointer, damaged) from None
+        # `last` now names the checkpoint resumed from, so the next save keeps *it* as `prev`.
+        good = (ckpt_dir / "prev.json").read_bytes()
+        _atomic_write_bytes(pointer, lambda p: p.write_bytes(good))
         (note or _stderr)(
             f"note: the newest checkpoint is damaged: {damaged}; resuming from the one "
-            f"before it (step {meta['step']}, '{ckpt_dir / 'prev.json'}')"
+            f"before it (step {meta['step']}, '{ckpt_dir / 'prev.json'}', now also last.json)"
         )
     model = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     optim = merge_optimizer_state(tensors, meta.pop("optimizer"))

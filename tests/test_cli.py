@@ -45,6 +45,7 @@ def write_recipe(tmp_path, **over):
 def test_help_everywhere(cmd):
     r = kd(*cmd, "--help")
     assert r.exit_code == 0 and "Usage" in r.stdout
+    assert "--install-completion" not in r.stdout  # off at the top level, so in lazy sub-apps too
 
 
 def test_list():

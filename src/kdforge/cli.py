@@ -38,6 +38,9 @@ _SUBAPPS: dict[str, tuple[str, str]] = {
 }
 
 
+_COMPLETION_OPTIONS = ("install_completion", "show_completion")
+
+
 class SignalExit(BaseException):
     """SIGINT/SIGTERM outside training (a BaseException, like KeyboardInterrupt)."""
 
@@ -69,6 +72,8 @@ class _Deferred(TyperCommand):
             ) from None
         command = typer.main.get_command(sub_app)
         command.help = command.help or self.help
+        # as with app.add_typer: the top level decides about shell completion (off)
+        command.params = [p for p in command.params if p.name not in _COMPLETION_OPTIONS]
         return command
 
     def make_context(self, info_name: str | None, args: list[str], parent=None, **extra: Any):

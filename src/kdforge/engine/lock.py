@@ -75,17 +75,15 @@ class RunLock:
         if fcntl is None:  # pragma: no cover
             return
         self._created = not self.run_dir.exists()
-        try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:
-            raise KdforgeError(
-                f"cannot write to run directory '{self.run_dir}': {e.strerror or e}",
-                "choose a writable output_dir (--output-dir or output_dir=...)",
-            ) from None
-        os.close(fd)
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as e:
+                raise KdforgeError(
+                    f"cannot write to run directory '{self.run_dir}': {e.strerror or e}",
+                    "choose a writable output_dir (--output-dir or output_dir=...)",
+                ) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:

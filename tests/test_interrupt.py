@@ -270,3 +270,11 @@ def test_quickstart_interrupted_prints_its_resume_command(tmp_path, monkeypatch)
     assert r.exit_code == 0, r.output
     assert "| student_kd |" in r.stdout
     assert json.loads((tmp_path / "qs" / "teacher" / "summary.json").read_text())["steps"] == 1097 // 128
+
+
+def test_how_often_a_run_saves_or_reports_does_not_change_its_fingerprint(tmp_path):
+    """Changing checkpoint_every_s / progress_every_s on --resume is allowed (same recipe)."""
+    base = from_dict(digits_recipe(tmp_path)).fingerprint()
+    other = digits_recipe(tmp_path, train={"checkpoint_every_s": 5.0, "progress_every_s": None})
+    assert from_dict(other).fingerprint() == base
+    assert from_dict(digits_recipe(tmp_path, train={"lr": 0.5})).fingerprint() != base

@@ -64,17 +64,22 @@ class StopOnSignal:
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         self.signum = signum
-        self._restore()  # a second signal acts at once
+        self.restore()  # a second signal acts at once
 
-    def _restore(self) -> None:
+    def install(self) -> None:
+        """Record SIGINT/SIGTERM from now on (until :meth:`restore`)."""
+        if threading.current_thread() is threading.main_thread():
+            for sig in STOP_SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+
+    def restore(self) -> None:
+        """Put the previous handlers back (idempotent)."""
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous = {}
 
     def __enter__(self) -> StopOnSignal:
-        if threading.current_thread() is threading.main_thread():
-            for sig in STOP_SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handle)
+        self.install()
         return self
 
     def __exit__(
@@ -83,4 +88,4 @@ class StopOnSignal:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._restore()
+        self.restore()

@@ -287,47 +287,49 @@ class Trainer:
         line = ProgressLine(self.cfg.name, self.total_steps, st.step, self.tc.progress_every_s)
         line.enabled = self.show_progress and not on_terminal
         self.method.train()
-        self._time_before, self._fit_start = st.train_time_s, time.perf_counter()
+        t0 = time.perf_counter()
+        self._time_before, self._fit_start = st.train_time_s, t0
         self._last_save = time.monotonic()
+        stop = StopOnSignal()  # SIGINT/SIGTERM: checkpoint this step, then TrainingInterrupted
+        stop.install()
         try:
-            with StopOnSignal() as stop:
-                while st.step < self.total_steps and not st.stopped_early:
-                    epoch, start = divmod(st.step, self.steps_per_epoch)
-                    batches = iter_batches(
-                        self.train_data,
-                        self.cfg.data.batch_size,
-                        seed=self.cfg.seed,
-                        epoch=epoch,
-                        start=start,
-                        drop_last=True,
-                        rank=self.rank,
-                        world=self.world,
-                    )
-                    for batch in batches:
-                        batch = {k: v.to(self.acc.device, non_blocking=True) for k, v in batch.items()}
-                        values = self._train_step(batch)
-                        if st.step % self.tc.log_every_steps == 0 or st.step == self.total_steps:
-                            lr = self.scheduler.get_last_lr()[0]
-                            elapsed = time.perf_counter() - self._fit_start
-                            logger.log({"step": st.step, "lr": lr, **values, "time": elapsed})
-                            bar.set_description(f"{self.cfg.name} loss={values['loss']:.4f}", refresh=False)
-                        bar.update(1)
-                        line.update(st.step, values["loss"])
-                        if self.callback is not None:
-                            self.callback(st.step, values)
-                        signum, time_due = self._due(stop)
-                        if st.step % self.eval_every == 0 or st.step == self.total_steps:
-                            self._evaluate_and_checkpoint(logger, bar)
-                        elif st.step % self.ckpt_every == 0 or time_due or signum:
-                            self.save(["last"])
-                        if signum:
-                            raise TrainingInterrupted(signum, st.step, str(self.run_dir))
-                        if st.step >= self.total_steps or st.stopped_early:
-                            break
+            while st.step < self.total_steps and not st.stopped_early:
+                epoch, start = divmod(st.step, self.steps_per_epoch)
+                batches = iter_batches(
+                    self.train_data,
+                    self.cfg.data.batch_size,
+                    seed=self.cfg.seed,
+                    epoch=epoch,
+                    start=start,
+                    drop_last=True,
+                    rank=self.rank,
+                    world=self.world,
+                )
+                for batch in batches:
+                    batch = {k: v.to(self.acc.device, non_blocking=True) for k, v in batch.items()}
+                    values = self._train_step(batch)
+                    if st.step % self.tc.log_every_steps == 0 or st.step == self.total_steps:
+                        lr = self.scheduler.get_last_lr()[0]
+                        logger.log({"step": st.step, "lr": lr, **values, "time": time.perf_counter() - t0})
+                        bar.set_description(f"{self.cfg.name} loss={values['loss']:.4f}", refresh=False)
+                    bar.update(1)
+                    line.update(st.step, values["loss"])
+                    if self.callback is not None:
+                        self.callback(st.step, values)
+                    signum, time_due = self._due(stop)
+                    if st.step % self.eval_every == 0 or st.step == self.total_steps:
+                        self._evaluate_and_checkpoint(logger, bar)
+                    elif st.step % self.ckpt_every == 0 or time_due or signum:
+                        self.save(["last"])
+                    if signum:
+                        raise TrainingInterrupted(signum, st.step, str(self.run_dir))
+                    if st.step >= self.total_steps or st.stopped_early:
+                        break
         finally:
+            stop.restore()
             bar.close()
             logger.close()
-        st.train_time_s = self._time_before + time.perf_counter() - self._fit_start
+        st.train_time_s = self._time_before + time.perf_counter() - t0
         self._fit_start = None
         return st
 

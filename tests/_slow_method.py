@@ -1,9 +1,10 @@
-"""Imported only by subprocesses of the interruption tests: a method slow enough to interrupt.
+"""For the interruption tests: a method slow enough to interrupt.
 
 ``slow_supervised`` is ``supervised`` plus a fixed sleep per step, so a subprocess run lasts
 long enough to send it a signal after its first logged step; its numbers equal plain
-``supervised`` (the sleep touches no tensor and no random stream). Never imported by the
-test process itself, so the registries the other tests see stay as shipped.
+``supervised`` (the sleep touches no tensor and no random stream). Subprocesses import this
+module to register it; the test process registers the class only for the duration of one
+test (fixture ``slow_method``), so the registries the other tests see stay as shipped.
 """
 
 from __future__ import annotations

@@ -215,3 +215,18 @@ def test_distributed_matches_single_process(tmp_path):
     # Stated tolerance: float reduction order differs (gradient all-reduce), nothing else does.
     assert abs(s1["val_loss"] - s2["val_loss"]) < 1e-4
     assert abs(s1["test_acc"] - s2["test_acc"]) <= 0.005
+
+
+def test_signal_outside_training_is_one_message_and_its_exit_code(tmp_path, monkeypatch):
+    """main() turns SIGINT/SIGTERM into SignalExit; before training starts there is nothing to save."""
+    import signal
+
+    from kdforge.engine import run
+
+    def terminated(_cfg):
+        raise cli.SignalExit(signal.SIGTERM)
+
+    monkeypatch.setattr(run, "load_splits", terminated)
+    r = kd("run", write_recipe(tmp_path), "--no-progress")
+    assert r.exit_code == 143 and "interrupted by SIGTERM outside training" in r.stderr
+    assert not (tmp_path / "runs" / "run").exists()  # lock released, no empty run directory left

@@ -178,7 +178,7 @@ def test_kdforge_run_on_an_image_folder_records_labels(tmp_path):
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
     r = kd("run", path, "--no-progress")
-    assert r.returncode == 0, r.stderr
+    assert r.exit_code == 0, r.output
     run_dir = tmp_path / "runs" / "imgs"
     assert json.loads((run_dir / "labels.json").read_text()) == {"class_names": ["bright", "dark", "mid"]}
     prep = json.loads((run_dir / "preprocessing.json").read_text())

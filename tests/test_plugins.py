@@ -134,8 +134,19 @@ def test_broken_entry_point_names_its_package(tmp_path, clean_registries, monkey
         registry.load_entry_point_plugins()
 
 
+def _kdforge_process(*args, env=None):
+    """``kdforge ARGS`` in a fresh process: a plugin must reach a command with nothing pre-imported."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "kdforge.cli", *(str(a) for a in args)]
+    return subprocess.run(
+        cmd, capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})}
+    )
+
+
 def test_cli_plugin_reaches_list_run_and_embed(tmp_path):
-    from test_cli import kd
+    kd = _kdforge_process
 
     plugin = write_plugin(tmp_path)
     recipe = {
@@ -173,7 +184,7 @@ def test_cli_plugin_reaches_list_run_and_embed(tmp_path):
 
 
 def test_cli_module_and_entry_point_plugins_and_errors(tmp_path):
-    from test_cli import kd
+    kd = _kdforge_process
 
     write_plugin(tmp_path, "my_module_plugin", prefix="mod_")
     _fake_installed_package(tmp_path)

@@ -201,7 +201,7 @@ def test_kdforge_run_on_a_csv_records_labels(tmp_path):
     }
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     r = kd("run", tmp_path / "recipe.yaml", "--no-progress", "data.kwargs.test_size=8")
-    assert r.returncode == 0, r.stderr
+    assert r.exit_code == 0, r.output
     run_dir = tmp_path / "runs" / "reviews"
     assert json.loads((run_dir / "labels.json").read_text()) == {"class_names": ["neg", "pos"]}
     prep = json.loads((run_dir / "preprocessing.json").read_text())

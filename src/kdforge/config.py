@@ -81,9 +81,11 @@ class TrainConfig:
     deterministic: bool = True
     eval_every_steps: int | None = None  # None: once per epoch
     checkpoint_every_steps: int | None = None  # None: at each evaluation
+    checkpoint_every_s: float | None = 300.0  # also save when this long since the last (None: off)
     early_stopping_patience: int | None = None  # evaluations without improvement
     monitor: str = "val_acc"  # higher is better
     log_every_steps: int = 20
+    progress_every_s: float | None = 30.0  # progress line interval when output is not a terminal
 
 
 @dataclass
@@ -108,8 +110,8 @@ class RunConfig:
         """Hash of everything that defines the model being trained and its data.
 
         Used to refuse resuming a checkpoint written by a different recipe.
-        ``train.epochs``/``max_steps`` and output paths are left out so a run
-        can be extended.
+        ``train.epochs``/``max_steps``, output paths and how often the run
+        logs or saves are left out so a run can be extended.
         """
         return self._hash(with_seed=True, with_length=False)
 
@@ -124,7 +126,8 @@ class RunConfig:
     def _hash(self, with_seed: bool, with_length: bool) -> str:
         d = self.to_dict()
         keep = {k: d[k] for k in ("seed", "data", "student", "teacher", "method") if with_seed or k != "seed"}
-        left_out = ("log_every_steps",) if with_length else ("epochs", "max_steps", "log_every_steps")
+        left_out = ("log_every_steps", "checkpoint_every_s", "progress_every_s")
+        left_out += () if with_length else ("epochs", "max_steps")
         keep["train"] = {k: v for k, v in d["train"].items() if k not in left_out}
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -47,8 +48,11 @@ def quickstart(
     t0 = time.perf_counter()
     data = {"name": dataset, "data_dir": data_dir, "batch_size": 128}
     summaries = []
-    for recipe in quickstart_recipes(output_dir, data, epochs, seed):
+    recipes = quickstart_recipes(output_dir, data, epochs, seed)
+    for number, recipe in enumerate(recipes, 1):
         cfg = from_dict(recipe)
+        if progress:
+            print(f"quickstart: {cfg.name} ({number}/{len(recipes)})", file=sys.stderr, flush=True)
         done = cfg.run_dir / "summary.json"
         if resume and done.exists():  # finished earlier: keep it
             from kdforge.report.tables import load_summary

@@ -75,6 +75,16 @@ class Registry:
         return sorted(self._items.items())
 
 
+#: the forms a model may take besides a registered name (built by ``kdforge.models.reference``)
+REFERENCE_FORMS = (
+    "hf:DIR",
+    "torchscript:FILE",
+    "torchvision:ARCH",
+    "timm:ARCH",
+    "py:MODULE:FUNCTION",
+    "FILE.py:FUNCTION",
+)
+
 METHODS = Registry("method")
 MODELS = Registry("model")
 DATASETS = Registry("dataset")

@@ -85,7 +85,9 @@ def fashion_mnist(
     Installed by the Debian package ``dataset-fashion-mnist`` (``make data``), or
     read from ``data_dir`` / ``$KDFORGE_FASHION_MNIST``.
     """
-    directory = data_dir or os.environ.get("KDFORGE_FASHION_MNIST", FASHION_MNIST_DIR)
+    if data_dir is not None:  # the user's directory: errors name it, not the system install
+        return _from_idx(data_dir, "fashion_mnist", val_size, seed, subset)
+    directory = os.environ.get("KDFORGE_FASHION_MNIST", FASHION_MNIST_DIR)
     if not os.path.isdir(directory):
         raise KdforgeError(
             f"Fashion-MNIST is not installed ('{directory}' does not exist)",

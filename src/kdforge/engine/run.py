@@ -10,7 +10,7 @@ raw inputs were prepared, ``preprocessing.json``.
 from __future__ import annotations
 
 import json
-import time
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from kdforge.config import RunConfig, save_config
 from kdforge.data import Splits, load_dataset
 from kdforge.data._batches import iter_batches
 from kdforge.engine import checkpoint as ckpt
+from kdforge.engine.lock import RunLock
 from kdforge.engine.trainer import Trainer, evaluate
 from kdforge.errors import KdforgeError
 from kdforge.io import load_weights, model_spec, save_model
@@ -84,21 +85,33 @@ def _prepare_run_dir(cfg: RunConfig) -> Path:
 def run_experiment(
     cfg: RunConfig, resume: bool = False, progress: bool = True, callback=None
 ) -> dict[str, Any]:
-    """Train, select on validation, score on test, export the student, write ``summary.json``."""
+    """Train, select on validation, score on test, export the student, write ``summary.json``.
+
+    The run directory is locked for the whole run (one process per run directory; under
+    ``accelerate launch`` the main process holds it).
+
+    Raises:
+        TrainingInterrupted: on SIGINT/SIGTERM, after a checkpoint of the current step.
+    """
+    if os.environ.get("RANK", "0") != "0":
+        return _train_and_export(cfg, resume, progress, callback)
+    with RunLock(cfg.run_dir):
+        return _train_and_export(cfg, resume, progress, callback)
+
+
+def _train_and_export(cfg: RunConfig, resume: bool, progress: bool, callback) -> dict[str, Any]:
+    splits = load_splits(cfg)
+    method = build_method(cfg, splits)  # checks every recipe key before the run directory is judged
     if not resume and ckpt.has_checkpoint(cfg.run_dir / "checkpoints"):
         raise KdforgeError(
             f"run directory '{cfg.run_dir}' already holds a checkpoint",
             "pass --resume to continue it, or choose another run name / output_dir (nothing was overwritten)",
         )
-    splits = load_splits(cfg)
-    method = build_method(cfg, splits)
     run_dir = _prepare_run_dir(cfg)
     trainer = Trainer(method, splits.train, splits.val, cfg, run_dir, progress=progress, callback=callback)
     if trainer.acc.is_main_process and not resume:
         save_config(cfg, run_dir / "config.yaml")
-    t0 = time.perf_counter()
     state = trainer.fit(resume=resume)
-    train_time = time.perf_counter() - t0
     trainer.load_best()
     dev = trainer.acc.device
     val = evaluate(method, splits.val, cfg.data.eval_batch_size, dev)
@@ -120,7 +133,7 @@ def run_experiment(
         "student_params": count_parameters(student),
         "train_params": sum(p.numel() for p in method.trainable_parameters()),
         "teacher_params": count_parameters(method.teacher) if method.teacher is not None else None,
-        "train_time_s": train_time,
+        "train_time_s": state.train_time_s,  # summed over resumes
         "processes": trainer.world,
         "fingerprint": cfg.fingerprint(),
     }

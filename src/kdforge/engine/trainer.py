@@ -20,11 +20,16 @@ Mixed precision (:mod:`kdforge.engine.precision`): the optimizer is prepared by
 Accelerate, fp16 gradients are unscaled before clipping, and a step with non-finite
 gradients (any precision) is skipped with the weights kept and counted in
 ``skipped_steps`` (metrics and summary).
+
+Checkpoints are written at each evaluation, every ``checkpoint_every_steps`` and,
+by time, whenever ``checkpoint_every_s`` seconds passed since the last one;
+SIGINT/SIGTERM stop at the next step boundary after writing one.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -39,7 +44,8 @@ from kdforge.config import RunConfig
 from kdforge.data._batches import TensorData, iter_batches, num_batches
 from kdforge.engine import checkpoint as ckpt
 from kdforge.engine import distributed
-from kdforge.engine.logger import MetricsLogger
+from kdforge.engine.interrupt import StopOnSignal, TrainingInterrupted
+from kdforge.engine.logger import MetricsLogger, ProgressLine
 from kdforge.engine.optim import build_optimizer, build_scheduler
 from kdforge.engine.precision import build_accelerator, grads_finite
 from kdforge.errors import KdforgeError
@@ -56,6 +62,7 @@ class LoopState:
     bad_evals: int = 0
     stopped_early: bool = False
     skipped_steps: int = 0  # optimizer steps skipped for non-finite gradients (fp16 overflow)
+    train_time_s: float = 0.0  # wall time in fit(), summed over resumes
 
 
 class StopTraining(Exception):
@@ -162,6 +169,9 @@ class Trainer:
         self.state = LoopState()
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.show_progress = progress and self.acc.is_main_process
+        self._last_save = time.monotonic()  # clock of the time-based checkpoints
+        self._fit_start: float | None = None
+        self._time_before = 0.0  # train_time_s restored from a checkpoint
 
     # ------------------------------------------------------------------ checkpoints
     def _meta(self) -> dict[str, Any]:
@@ -174,6 +184,9 @@ class Trainer:
 
     def save(self, tags: list[str]) -> None:
         """Write a checkpoint for the current step under ``tags`` (main process only)."""
+        if self._fit_start is not None:
+            self.state.train_time_s = self._time_before + time.perf_counter() - self._fit_start
+        self._last_save = time.monotonic()
         if self.acc.is_main_process:
             ckpt.save_checkpoint(
                 self.ckpt_dir,
@@ -304,8 +317,23 @@ class Trainer:
             bar.set_postfix_str(f"val_acc={ev['acc']:.4f}", refresh=False)
         self.save(["last", "best"] if improved else ["last"])
 
+    def _due(self, stop: StopOnSignal) -> tuple[int, bool]:
+        """(signal number or 0, whether a time-based checkpoint is due), agreed by every rank."""
+        every = self.tc.checkpoint_every_s
+        due = bool(every) and time.monotonic() - self._last_save >= every
+        signum = stop.signum or 0
+        if self.world > 1:  # ranks must take the same branch: save() waits for everyone
+            flags = torch.tensor([signum, int(due)], device=self.acc.device)
+            torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+            signum, due = int(flags[0]), bool(flags[1])
+        return signum, due
+
     def fit(self, resume: bool = False) -> LoopState:
-        """Train until ``total_steps`` (or early stopping); returns the final loop state."""
+        """Train until ``total_steps`` (or early stopping); returns the final loop state.
+
+        Raises:
+            TrainingInterrupted: on SIGINT/SIGTERM, after a checkpoint of the current step.
+        """
         if resume:
             self.resume()
         elif ckpt.has_checkpoint(self.ckpt_dir):
@@ -318,16 +346,24 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         logger = MetricsLogger(self.run_dir, self.state.step if resume else None, self.acc.is_main_process)
         st = self.state
+        on_terminal = sys.stderr.isatty()
         bar = tqdm(
             total=self.total_steps,
             initial=st.step,
-            disable=None if self.show_progress else True,
+            disable=not (self.show_progress and on_terminal),
             desc=self.cfg.name,
             unit="step",
             dynamic_ncols=True,
         )
+        # Redirected output gets a plain line now and then instead of a bar.
+        line = ProgressLine(self.cfg.name, self.total_steps, st.step, self.tc.progress_every_s)
+        line.enabled = self.show_progress and not on_terminal
         self.method.train()
         t0 = time.perf_counter()
+        self._time_before, self._fit_start = st.train_time_s, t0
+        self._last_save = time.monotonic()
+        stop = StopOnSignal()  # SIGINT/SIGTERM: checkpoint this step, then TrainingInterrupted
+        stop.install()
         try:
             while st.step < self.total_steps and not st.stopped_early:
                 epoch, start = divmod(st.step, self.steps_per_epoch)
@@ -349,17 +385,24 @@ class Trainer:
                         logger.log({"step": st.step, "lr": lr, **values, "time": time.perf_counter() - t0})
                         bar.set_description(f"{self.cfg.name} loss={values['loss']:.4f}", refresh=False)
                     bar.update(1)
+                    line.update(st.step, values["loss"])
                     if self.callback is not None:
                         self.callback(st.step, values)
+                    signum, time_due = self._due(stop)
                     if st.step % self.eval_every == 0 or st.step == self.total_steps:
                         self._evaluate_and_checkpoint(logger, bar)
-                    elif st.step % self.ckpt_every == 0:
+                    elif st.step % self.ckpt_every == 0 or time_due or signum:
                         self.save(["last"])
+                    if signum:
+                        raise TrainingInterrupted(signum, st.step, str(self.run_dir))
                     if st.step >= self.total_steps or st.stopped_early:
                         break
         finally:
+            stop.restore()
             bar.close()
             logger.close()
+        st.train_time_s = self._time_before + time.perf_counter() - t0
+        self._fit_start = None
         return st
 
     def load_best(self) -> None:

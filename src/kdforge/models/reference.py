@@ -45,16 +45,9 @@ from torch import Tensor, nn
 
 from kdforge.errors import KdforgeError, nearest
 from kdforge.models.hf_dir import hf_model
+from kdforge.registry import REFERENCE_FORMS
 
 #: the reference forms, for error messages and ``kdforge list``
-REFERENCE_FORMS = (
-    "hf:DIR",
-    "torchscript:FILE",
-    "torchvision:ARCH",
-    "timm:ARCH",
-    "py:MODULE:FUNCTION",
-    "FILE.py:FUNCTION",
-)
 
 
 def is_reference(name: str) -> bool:

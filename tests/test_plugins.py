@@ -140,9 +140,7 @@ def _kdforge_process(*args, env=None):
     import sys
 
     cmd = [sys.executable, "-m", "kdforge.cli", *(str(a) for a in args)]
-    return subprocess.run(
-        cmd, capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})}
-    )
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})})
 
 
 def test_cli_plugin_reaches_list_run_and_embed(tmp_path):

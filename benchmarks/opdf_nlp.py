@@ -11,8 +11,8 @@ Usage::
 Fine-tunes the all-MiniLM-L6-v2 teacher once (``configs/opdf/nlp_teacher.yaml``) if its
 export is missing, then runs every ``configs/opdf/nlp_<base>_<variant>.yaml`` recipe once
 per seed through the engine, seed-major (every variant of seed 0 first), reusing finished
-runs (``summary.json``). All runs share one process, so the frozen teacher's logits are
-computed once per training example (``cache_teacher``) and reused by every later run.
+runs (``summary.json``). The recipes set ``train.teacher_cache``, so the frozen teacher's
+logits are computed once per training pool and reused from disk by every later run.
 Model selection uses the validation split only; the table reports the test accuracy of the
 selected checkpoint. The teacher is scored on the students' test split here. The exported
 (collapsed) student's latency is measured against a plain student side by side.

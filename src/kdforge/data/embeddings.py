@@ -138,7 +138,7 @@ def load(
                 "point to the cache extracted for this dataset and model",
             )
     outputs, hashes, m = output_store.read(path, WHAT, "run `kdforge embed extract ...` first")
-    return outputs["emb"], hashes, m
+    return outputs["emb"].float(), hashes, m
 
 
 def attach(data: TensorData, emb: Tensor, hashes: Tensor, key: str = "teacher_emb") -> TensorData:

@@ -130,7 +130,7 @@ def fill(
     source: str,
     batch_size: int = 64,
     shard_size: int = 2048,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = torch.float32,
     progress: bool = True,
     hashes: Tensor | None = None,
 ) -> Path:
@@ -146,7 +146,7 @@ def fill(
         batch_size: rows per ``compute`` call; batches are a fixed function of the rows
             (sequences: sorted by length within a shard, order restored), never of a run.
         shard_size: rows per shard (the unit of resumption).
-        dtype: storage dtype of floating outputs.
+        dtype: storage dtype of floating outputs (None: as computed).
         hashes: precomputed :func:`row_hashes` of ``inputs``.
 
     Returns:
@@ -168,7 +168,7 @@ def fill(
             "identity": identity,
             "n": n,
             "shard_size": shard_size,
-            "dtype": str(dtype).replace("torch.", ""),
+            "dtype": str(dtype).replace("torch.", "") if dtype is not None else "as computed",
             "outputs": None,
             "shards": [],
             "complete": False,
@@ -210,7 +210,7 @@ def fill(
             value = torch.cat(parts)
             restored = torch.empty_like(value)
             restored[order - start] = value
-            if restored.is_floating_point():
+            if dtype is not None and restored.is_floating_point():
                 restored = restored.to(dtype)
             tensors[_OUT + name] = restored.contiguous()
             shapes[name] = list(restored.shape[1:])
@@ -234,7 +234,7 @@ def fill(
 
 
 def read(path: str | Path, what: str, fix: str) -> tuple[dict[str, Tensor], Tensor, dict]:
-    """Outputs (floating ones as float32), row hashes and manifest of a complete entry.
+    """Outputs (in their stored dtypes), row hashes and manifest of a complete entry.
 
     Raises:
         KdforgeError: no entry, an older format, an incomplete entry, or missing rows.
@@ -250,8 +250,7 @@ def read(path: str | Path, what: str, fix: str) -> tuple[dict[str, Tensor], Tens
     parts = [load_file(str(path / s["file"])) for s in m["shards"]]
     outputs = {}
     for name in m["outputs"]:
-        value = torch.cat([p[_OUT + name] for p in parts])
-        outputs[name] = value.float() if value.is_floating_point() else value
+        outputs[name] = torch.cat([p[_OUT + name] for p in parts])
     hashes = torch.cat([p["row_hash"] for p in parts])
     if len(hashes) != m["n"]:
         raise KdforgeError(f"{path} holds {len(hashes)} rows, its manifest says {m['n']}", f"delete {path}")

@@ -22,6 +22,7 @@ from kdforge.config import ModelConfig, RunConfig, save_config
 from kdforge.data import Splits, load_dataset
 from kdforge.data._batches import iter_batches
 from kdforge.engine import checkpoint as ckpt
+from kdforge.engine.teacher_cache import attach_teacher_outputs
 from kdforge.engine.trainer import Trainer, evaluate
 from kdforge.errors import KdforgeError
 from kdforge.layers.overparam import refuse_overparameterized
@@ -144,6 +145,8 @@ def run_experiment(
         )
     splits = load_splits(cfg)
     method = build_method(cfg, splits)
+    if cfg.train.teacher_cache:
+        splits.train = attach_teacher_outputs(method, splits, cfg.method.name, progress=progress)
     run_dir = _prepare_run_dir(cfg)
     trainer = Trainer(method, splits.train, splits.val, cfg, run_dir, progress=progress, callback=callback)
     if trainer.acc.is_main_process and not resume:

@@ -61,7 +61,7 @@ from kdforge.data.vision import Splits
 from kdforge.errors import KdforgeError
 from kdforge.methods._base import TEACHER_OUTPUT_PREFIX, Method, model_inputs
 
-FILL_BATCH_SIZE = 256  # examples per teacher forward while filling (fixed: part of the bits stored)
+FILL_BATCH_SIZE = 128  # examples per teacher forward while filling (fixed: part of the bits stored)
 SHARD_SIZE = 8192  # examples per shard (the unit a killed fill resumes from)
 MAX_BYTES = 4 * 2**30  # refuse outputs larger than this in memory
 PROBE_SIZE = 8  # examples sent twice through the teacher to check determinism

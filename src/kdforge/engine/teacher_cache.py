@@ -40,7 +40,8 @@ are refused too.
 **Atomic.** Shards and manifest are written to temporary files and renamed; an entry is
 marked complete only after its last shard, so a killed fill is never read as complete (the
 next run continues it). Under ``accelerate launch`` the main process fills and the others
-wait, then every process reads the entry.
+wait, then every process reads the entry. Entries are never deleted by kdforge: remove
+``$KDFORGE_CACHE/teacher_outputs`` to reclaim the space.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ from kdforge.methods._base import TEACHER_OUTPUT_PREFIX, Method, model_inputs
 
 FILL_BATCH_SIZE = 128  # examples per teacher forward while filling (fixed: part of the bits stored)
 SHARD_SIZE = 8192  # examples per shard (the unit a killed fill resumes from)
-MAX_BYTES = 4 * 2**30  # refuse outputs larger than this in memory
+MAX_BYTES = 4 * 2**30  # refuse outputs larger than this in memory (and on disk)
 PROBE_SIZE = 8  # examples sent twice through the teacher to check determinism
 WHAT = "teacher-output cache"
 FIX = "delete the entry (a new run fills it again), or set train.teacher_cache: false"
@@ -77,7 +78,7 @@ def cache_root() -> Path:
 def _pool_inputs(splits: Splits) -> dict[str, Tensor]:
     """Model inputs of the training pool: train rows, then validation rows."""
     train, val = model_inputs(splits.train.tensors), model_inputs(splits.val.tensors)
-    return {k: torch.cat([train[k], val[k]]) for k in train}
+    return {k: torch.cat([train[k], val[k]]) for k in train if k in val}
 
 
 def _distinct_sorted(hashes: Tensor) -> Tensor:
@@ -89,8 +90,8 @@ def _distinct_sorted(hashes: Tensor) -> Tensor:
     return torch.tensor([first[key] for key in sorted(first)], dtype=torch.long)
 
 
-def _check_cacheable(method: Method, probe: dict[str, Tensor], n_rows: int, name: str) -> None:
-    """Refuse methods without teacher outputs, non-deterministic teachers and oversized caches."""
+def _check_cacheable(method: Method, probe: dict[str, Tensor], name: str) -> int:
+    """Refuse methods without teacher outputs and non-deterministic teachers; bytes per example."""
     first = method.teacher_targets(probe)
     if not first:
         raise KdforgeError(
@@ -104,10 +105,13 @@ def _check_cacheable(method: Method, probe: dict[str, Tensor], n_rows: int, name
             "augmentation in its forward, or a stochastic teacher): a cache would freeze one random draw",
             "set train.teacher_cache: false for this teacher",
         )
-    row_bytes = sum(v[0].numel() * v.element_size() for v in first.values())
+    return sum(v[0].numel() * v.element_size() for v in first.values())
+
+
+def _check_size(row_bytes: int, n_rows: int) -> None:
     if row_bytes * n_rows > MAX_BYTES:
         raise KdforgeError(
-            f"the teacher outputs {sorted(first)} of {n_rows} examples would take "
+            f"the teacher outputs of {n_rows} examples would take "
             f"{row_bytes * n_rows / 2**30:.1f} GiB (limit {MAX_BYTES / 2**30:.0f} GiB)",
             "read a smaller teacher feature (a pooled or later module), or set train.teacher_cache: false",
         )
@@ -161,12 +165,13 @@ def attach_teacher_outputs(
     state = PartialState()
     method.to(state.device)
     name = method_name or type(method).__name__
-    pool = _pool_inputs(splits)
     probe = {k: v[:PROBE_SIZE].to(state.device) for k, v in model_inputs(splits.train.tensors).items()}
     with torch.random.fork_rng(devices=[]):  # the probe and the fill leave the run's RNG untouched
+        row_bytes = _check_cacheable(method, probe, name)
+        pool = _pool_inputs(splits)
         pool_hashes = output_store.row_hashes(pool)
         distinct = _distinct_sorted(pool_hashes)
-        _check_cacheable(method, probe, len(distinct), name)
+        _check_size(row_bytes, len(distinct))
         identity = teacher_cache_identity(
             method, splits, output_store.model_fingerprint(method.teacher), pool_hashes
         )

@@ -12,7 +12,7 @@ Usage::
 Fine-tunes the all-MiniLM-L6-v2 teacher once (``configs/opdf/nlp_teacher.yaml``) if its export is
 missing, then runs every ``configs/opdf/nlp_<base>_<variant>.yaml`` once per seed, seed-major and
 the 3x-lr controls last (an interrupted grid still covers every main variant), reusing finished
-runs. One process: the frozen teacher's logits are computed once per example (``cache_teacher``).
+runs. The recipes set ``train.teacher_cache``: the frozen teacher's logits are computed once and kept on disk.
 Selection on validation; the teacher is scored on the students' test split; the exported,
 collapsed student is timed against a plain one side by side. Writes ``benchmarks/results/opdf_nlp.*``.
 """

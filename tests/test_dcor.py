@@ -119,3 +119,16 @@ def test_shape_mismatch_is_a_clear_error():
         dcor_loss(torch.randn(8, 4), torch.randn(7, 3))
     with pytest.raises(KdforgeError, match=r"\[N, C\]"):
         dcor_loss(torch.randn(8, 4), torch.randn(8, 2, 3))
+
+
+@pytest.mark.parametrize("offset", [0.0, 100.0, 1000.0, 1e4])
+def test_float32_matches_float64_reference_on_offset_features(offset):
+    """dCor is translation-invariant: a float32 batch far from the origin keeps its precision."""
+    x64 = torch.randn(64, 16, generator=_g(7), dtype=torch.float64)
+    y64 = x64 + 0.1 * torch.randn(64, 16, generator=_g(9), dtype=torch.float64)
+    reference = distance_correlation(x64, y64).item()  # float64, at the origin
+    assert 0.95 < reference < 0.9999  # strong but imperfect dependence: where precision shows
+    r32 = distance_correlation((x64 + offset).float(), (y64 + offset).float()).item()
+    assert r32 == pytest.approx(reference, abs=1e-4)
+    seq = distance_correlation((x64 + offset).float().unsqueeze(1), (y64 + offset).float().unsqueeze(1))
+    assert seq.item() == pytest.approx(reference, abs=1e-4)

@@ -114,7 +114,7 @@ def test_cache_of_other_model_or_dataset_is_refused_and_kept(tmp_path):
 def test_nan_embeddings_abort_without_writing(tmp_path):
     data = _data()
     data.tensors["x"][20, 0] = float("nan")
-    with pytest.raises(KdforgeError, match=r"NaN/inf embeddings for examples \[20\]"):
+    with pytest.raises(KdforgeError, match=r"NaN/inf .*for examples \[20\]"):
         _extract(Counting(), data, tmp_path / "e")
     m = json.loads((tmp_path / "e" / "manifest.json").read_text())
     assert [s["start"] for s in m["shards"]] == [0] and not m["complete"]
@@ -128,3 +128,47 @@ def test_row_hashes_ignore_labels_and_depend_on_inputs():
     b.tensors["x"][3, 2] += 1e-3
     diff = (row_hashes(a) != row_hashes(b)).any(1)
     assert diff.nonzero().flatten().tolist() == [3]
+
+
+def test_retrained_teacher_under_the_same_name_is_refused_never_stale(tmp_path):
+    """A rescaled teacher (other weights, same name) must not get the old embeddings back."""
+    data, net = _data(), Counting()
+    _extract(net, data, tmp_path / "e")
+    before = (tmp_path / "e" / "shard-00000.safetensors").read_bytes()
+    with torch.no_grad():
+        net.body[0].weight.mul_(2.0)
+    with pytest.raises(KdforgeError, match="other weights") as e:
+        _extract(net, data, tmp_path / "e")
+    assert "--name" in e.value.fix
+    assert (tmp_path / "e" / "shard-00000.safetensors").read_bytes() == before
+    _extract(net, data, tmp_path / "new")  # a new entry holds the rescaled teacher's embeddings
+    emb, _, m = load(tmp_path / "new")
+    assert torch.allclose(emb, net.body(data.tensors["x"]).detach(), atol=1e-6)
+    old, _, _ = load(tmp_path / "e")
+    assert not torch.allclose(emb, old, atol=1e-3)
+    assert (
+        m["identity"]["fingerprint"]
+        != json.loads((tmp_path / "e" / "manifest.json").read_text())["identity"]["fingerprint"]
+    )
+
+
+def test_other_path_or_pooling_under_the_same_name_is_refused(tmp_path):
+    data, net = _data(), Counting()
+    kw = {"dataset": "toy", "split": "train", "model": "m", "progress": False}
+    extract(module_embedder(net, "body.1"), data, tmp_path / "h", **kw)
+    with pytest.raises(KdforgeError, match="path 'body.1', not 'body.0'"):
+        extract(module_embedder(net, "body.0"), data, tmp_path / "h", **kw)
+    with pytest.raises(KdforgeError, match="pooling 'mean_hw', not 'none'"):
+        extract(module_embedder(net, "body.1", pool=False), data, tmp_path / "h", **kw)
+
+
+def test_cache_of_an_older_format_without_fingerprint_is_refused(tmp_path):
+    data, net = _data(), Counting()
+    _extract(net, data, tmp_path / "e")
+    manifest = tmp_path / "e" / "manifest.json"
+    m = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**m, "format": 1}))
+    with pytest.raises(KdforgeError, match="older kdforge.*fingerprint"):
+        _extract(net, data, tmp_path / "e")
+    with pytest.raises(KdforgeError, match="older kdforge"):
+        load(tmp_path / "e")

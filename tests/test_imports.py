@@ -24,7 +24,7 @@ SRC = Path(kdforge.__file__).parent
 
 #: lowest first; a unit may import units of its own layer or of a lower one
 LAYERS: list[set[str]] = [
-    {"errors", "io", "config", "registry"},
+    {"errors", "io", "config", "registry", "_registry_scan"},
     {"losses", "tensor"},
     {"models", "data", "layers"},
     {"methods"},

@@ -1,5 +1,5 @@
 """OPDF on BERT students: layer keeping, block-wise layer map, teacher cores as buffers, teacher
-logit cache, over-parameterized checkpoints refused by the strict loader. Tiny random BERTs only."""
+output cache, over-parameterized checkpoints refused by the engine. Tiny random BERTs only."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from safetensors.torch import save_file
 from transformers import BertConfig, BertModel
 
 from kdforge.config import load_recipe
+from kdforge.data._batches import TensorData
+from kdforge.data.vision import Splits
+from kdforge.engine.teacher_cache import PROBE_SIZE, attach_teacher_outputs
 from kdforge.errors import KdforgeError
 from kdforge.io import load_weights
 from kdforge.layers import BERT_PATTERNS, collapse
-from kdforge.methods._base import _TEACHER_OUTPUTS, example_keys, teacher_fingerprint
 from kdforge.methods.opdf import OPDF
 from kdforge.models.hf import HFClassifier, keep_layers
 from kdforge.registry import METHODS
@@ -97,27 +99,31 @@ def test_teacher_cores_are_non_persistent_buffers_that_follow_to():
     assert losses["align"].dtype == torch.float64
 
 
-def test_cached_teacher_forward_is_exact_and_calls_the_teacher_once_per_example():
+def test_teacher_cache_on_padded_sequences_is_exact_and_runs_the_teacher_once(tmp_path):
+    """BERT inputs (ids + attention mask): the cache holds what KD reads, filled in one pass."""
     teacher, student = _bert(2, seed=3), _bert(1, seed=4)
     calls = []
-    teacher.register_forward_hook(lambda mod, args, kwargs_out: calls.append(1))
-    m = METHODS.get("kd").build(student, teacher, {"cache_teacher": True}, _batch())
-    _TEACHER_OUTPUTS.pop(teacher_fingerprint(teacher), None)
-    b = _batch(seed=5)
-    ref = m.teacher_forward(b)
-    n_ref = len(calls)
-    torch.testing.assert_close(m.cached_teacher_forward(b), ref, atol=1e-5, rtol=1e-5)
-    assert len(calls) == n_ref + 1
-    torch.testing.assert_close(m.cached_teacher_forward(b), ref, atol=1e-5, rtol=1e-5)
-    assert len(calls) == n_ref + 1  # second time: served from the cache
-    # a batch mixing seen and new examples sends only the new ones through the teacher
-    b2 = _batch(seed=6)
-    mixed = {k: torch.cat([b[k][:2], b2[k][:2]]) for k in b}
-    out = m.cached_teacher_forward(mixed)
-    torch.testing.assert_close(out, m.teacher_forward(mixed), atol=1e-5, rtol=1e-5)
-    assert len(example_keys({k: v for k, v in mixed.items() if k != "y"})) == 4
-    _, losses = m.training_step(b)  # KD uses the cache when cache_teacher is set
-    assert set(losses) == {"ce", "kd"}
+    teacher.register_forward_hook(lambda mod, args, out: calls.append(len(out)))
+    m = METHODS.get("opdf").build(student, teacher, {"base": "kd", "patterns": list(BERT_PATTERNS), "n": 3},
+                                  _batch())  # fmt: skip
+    train, val = _batch(6, seed=5), _batch(4, seed=6)
+    splits = Splits(TensorData(train), TensorData(val), TensorData(val), 2, (8,), "toy_text")
+    calls.clear()
+    out = attach_teacher_outputs(m, splits, "opdf", root=tmp_path, progress=False)
+    probe = min(PROBE_SIZE, 6)
+    assert calls == [probe, probe, 10]  # two determinism probes, then one fill pass of the 10 distinct
+    torch.testing.assert_close(
+        out.tensors["teacher_out:logits"], m.teacher_forward(train), atol=1e-5, rtol=1e-5
+    )
+    calls.clear()
+    again = attach_teacher_outputs(m, splits, "opdf", root=tmp_path, progress=False)
+    assert calls == [probe, probe]  # served from disk
+    assert torch.equal(again.tensors["teacher_out:logits"], out.tensors["teacher_out:logits"])
+    batch = {k: v[:4] for k, v in out.tensors.items()}
+    _, cached = m.training_step(batch)  # OPDF's base KD reads the cached logits
+    _, live = m.training_step({k: v for k, v in batch.items() if not k.startswith("teacher_out:")})
+    assert set(cached) == {"ce", "kd"}
+    torch.testing.assert_close(cached["kd"], live["kd"], atol=1e-5, rtol=1e-5)
 
 
 def test_engine_refuses_an_overparameterized_checkpoint_with_the_specific_message(tmp_path):

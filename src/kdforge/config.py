@@ -79,6 +79,7 @@ class TrainConfig:
     grad_clip: float | None = None  # max global grad norm
     mixed_precision: str = "no"  # no | bf16 | fp16
     deterministic: bool = True
+    teacher_cache: bool = False  # teacher outputs computed once per example, reused (engine/teacher_cache.py)
     eval_every_steps: int | None = None  # None: once per epoch
     checkpoint_every_steps: int | None = None  # None: at each evaluation
     checkpoint_every_s: float | None = 300.0  # also save when this long since the last (None: off)

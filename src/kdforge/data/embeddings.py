@@ -1,45 +1,42 @@
 """Teacher-embedding cache: run a frozen model over a split once, reuse its embeddings in every run.
 
-Layout of one cache entry (a directory, by default
-``$KDFORGE_CACHE/embeddings/<dataset>/<split>/<model>``)::
+One cache entry is a directory (by default ``$KDFORGE_CACHE/embeddings/<dataset>/<split>/<model>``)
+in the format of :mod:`kdforge.data.output_store` (manifest + safetensors shards holding the
+embedding ``emb`` and a ``row_hash`` per example).
 
-    manifest.json          dataset, split, model, n, shape, dtype, inputs_hash, shard list, complete
-    shard-00000.safetensors  {"emb": [rows, ...], "row_hash": uint8 [rows, 16]}
-    ...
+An entry is keyed by its identity: dataset, split and name, the **weights fingerprint** of the
+model that computed it, the module **path** read and the **pooling**, the number of examples and
+``inputs_hash`` (a SHA-256 over every model-input tensor of the split, labels excluded). Extracting
+again under the same name with a retrained teacher, another path or pooling is one clear error,
+never the old embeddings (:func:`module_embedder` carries that identity; a plain function as
+embedder carries none, so give it a unique name). ``row_hash`` lets :func:`attach` find the
+embedding of any example, whatever split or order it is in (so validation splits carved with
+different seeds reuse one extraction).
 
-``inputs_hash`` is a SHA-256 over every model-input tensor of the split (not the
-labels): a cache can only be reused for exactly the inputs it was built from.
-``row_hash`` (a 16-byte BLAKE2b digest per example) lets :func:`attach` find the
-embedding of any example, whatever split or order it is in (so validation
-splits carved with different seeds reuse one extraction).
-
-Extraction is resumable: shards are written atomically one at a time and the
-manifest records the finished ones; a killed extraction continues where it
-stopped. Nothing is ever overwritten: a cache from another model or dataset, or
-for other inputs, is an error; NaN/inf embeddings abort before their shard is
-written.
+Extraction is resumable: shards are written atomically one at a time and the manifest records
+the finished ones; a killed extraction continues where it stopped. Nothing is ever overwritten;
+NaN/inf embeddings abort before their shard is written.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from kdforge.data import output_store
 from kdforge.data._batches import TensorData
 from kdforge.errors import KdforgeError
 
 Embedder = Callable[[dict[str, Tensor]], Tensor]
-MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+WHAT = "embedding cache"
+FIX = "extract under another --name or into a new cache directory (or delete the old entry and extract again)"
 
 
 def _inputs(data: TensorData) -> dict[str, Tensor]:
@@ -57,58 +54,13 @@ def inputs_hash(data: TensorData) -> str:
 
 def row_hashes(data: TensorData) -> Tensor:
     """A 16-byte BLAKE2b digest of each example's model inputs: uint8 ``[N, 16]``."""
-    arrays = [np.ascontiguousarray(v.cpu().numpy()).reshape(len(v), -1) for v in _inputs(data).values()]
-    out = np.empty((len(data), 16), dtype=np.uint8)
-    for i in range(len(data)):
-        h = hashlib.blake2b(digest_size=16)
-        for a in arrays:
-            h.update(a[i].tobytes())
-        out[i] = np.frombuffer(h.digest(), dtype=np.uint8)
-    return torch.from_numpy(out)
+    return output_store.row_hashes(_inputs(data))
 
 
 def entry_dir(root: str | Path, dataset: str, split: str, model: str) -> Path:
     """Default directory of the cache entry for (dataset, split, model)."""
     safe = [re.sub(r"[^A-Za-z0-9_.=-]+", "_", s) for s in (dataset, split, model)]
     return Path(root) / safe[0] / safe[1] / safe[2]
-
-
-def _read_manifest(path: Path) -> dict | None:
-    f = path / MANIFEST
-    if not f.is_file():
-        return None
-    try:
-        return json.loads(f.read_text())
-    except json.JSONDecodeError as e:
-        raise KdforgeError(f"{f} is not valid JSON ({e})", f"delete {path} and extract again") from None
-
-
-def _write_manifest(path: Path, manifest: dict) -> None:
-    tmp = path / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, path / MANIFEST)
-
-
-def _check_identity(path: Path, m: dict, dataset: str, split: str, model: str, n: int, ihash: str) -> None:
-    for key, want in (("dataset", dataset), ("split", split), ("model", model)):
-        if m.get(key) != want:
-            raise KdforgeError(
-                f"embedding cache {path} was built for {key} '{m.get(key)}', not '{want}' "
-                f"(it holds {m.get('model')} on {m.get('dataset')}/{m.get('split')}); "
-                "nothing was overwritten",
-                "point to the cache of this dataset/split/model, or choose a new cache directory",
-            )
-    if m.get("n") != n:
-        raise KdforgeError(
-            f"embedding cache {path} holds {m.get('n')} examples but the split has {n}",
-            "the data changed since extraction: extract into a new cache directory",
-        )
-    if m.get("inputs_hash") != ihash:
-        raise KdforgeError(
-            f"embedding cache {path} was built from other inputs (hash {str(m.get('inputs_hash'))[:12]} "
-            f"vs {ihash[:12]}); nothing was overwritten",
-            "the data or tokenisation changed: extract into a new cache directory",
-        )
 
 
 def extract(
@@ -127,7 +79,9 @@ def extract(
     """Embed every example of ``data`` with ``embed`` (no gradients) into the cache entry at ``path``.
 
     Args:
-        embed: batch (model inputs only) -> embeddings ``[B, ...]`` (pooled ``[B, D]`` or ``[B, T, D]``).
+        embed: batch (model inputs only) -> embeddings ``[B, ...]`` (pooled ``[B, D]`` or
+            ``[B, T, D]``); an ``identity`` attribute (see :func:`module_embedder`: weights
+            fingerprint, path, pooling) joins the entry's key.
         data: the split; labels ``y`` are never passed to ``embed``.
         path: cache entry directory (see :func:`entry_dir`).
         dataset, split, model: identity recorded in (and checked against) the manifest.
@@ -138,74 +92,30 @@ def extract(
         ``path``. A complete entry for the same identity and inputs is reused as is.
 
     Raises:
-        KdforgeError: the entry belongs to another dataset/split/model or other inputs, or an
-            embedding is NaN/inf (the shard is not written).
+        KdforgeError: the entry belongs to another dataset/split/model, model weights, path,
+            pooling or other inputs, or an embedding is NaN/inf (the shard is not written).
     """
-    path = Path(path)
-    n, ihash = len(data), inputs_hash(data)
-    m = _read_manifest(path)
-    if m is not None:
-        _check_identity(path, m, dataset, split, model, n, ihash)
-        if m.get("complete"):
-            return path
-    else:
-        if path.exists() and any(path.iterdir()):
-            raise KdforgeError(f"{path} exists and is not an embedding cache", "choose an empty directory")
-        path.mkdir(parents=True, exist_ok=True)
-        m = {"format": FORMAT_VERSION, "dataset": dataset, "split": split, "model": model, "n": n,
-             "inputs_hash": ihash, "shard_size": shard_size, "dtype": str(dtype).replace("torch.", ""),
-             "shape": None, "shards": [], "complete": False}  # fmt: skip
-        _write_manifest(path, m)
-    shard_size = int(m["shard_size"])
-    done = {s["start"] for s in m["shards"]}
-    hashes = row_hashes(data)
-    inputs = _inputs(data)
-    starts = [s for s in range(0, n, shard_size) if s not in done]
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    identity: dict[str, Any] = {"dataset": dataset, "split": split, "model": model}
+    identity.update(getattr(embed, "identity", {}))
+    identity.update({"n": len(data), "inputs_hash": inputs_hash(data)})
 
-        bar = tqdm(total=n, initial=n - sum(min(shard_size, n - s) for s in starts), desc=f"embed {model}")
-    for start in starts:
-        stop = min(start + shard_size, n)
-        chunks = []
-        # sequences: embed in order of length so batches carry little padding (order restored below)
-        order = torch.arange(start, stop)
-        if "attention_mask" in inputs:
-            order = start + torch.argsort(inputs["attention_mask"][start:stop].sum(1), stable=True)
-        with torch.no_grad():
-            for b in range(start, stop, batch_size):
-                rows = order[b - start : min(b + batch_size, stop) - start]
-                batch = {k: v[rows] for k, v in inputs.items()}
-                e = embed(batch).detach().float().cpu()
-                if not torch.isfinite(e).all():
-                    bad = (~torch.isfinite(e)).reshape(len(e), -1).any(1).nonzero().flatten()
-                    raise KdforgeError(
-                        f"model '{model}' produced NaN/inf embeddings for examples "
-                        f"{rows[bad].tolist()[:5]} of {dataset}/{split}; shard not written",
-                        "check the model/checkpoint and its inputs (padding-only rows?)",
-                    )
-                chunks.append(e)
-                if bar is not None:
-                    bar.update(len(e))
-        emb = torch.empty_like(torch.cat(chunks))
-        emb[order - start] = torch.cat(chunks)
-        emb = emb.to(dtype).contiguous()
-        shape = list(emb.shape[1:])
-        if m["shape"] is not None and m["shape"] != shape:
-            raise KdforgeError(f"embedding shape changed from {m['shape']} to {shape}", f"delete {path}")
-        fname = f"shard-{start // shard_size:05d}.safetensors"
-        save_file({"emb": emb, "row_hash": hashes[start:stop].contiguous()}, str(path / (fname + ".tmp")))
-        os.replace(path / (fname + ".tmp"), path / fname)
-        m["shape"] = shape
-        m["shards"] = sorted(
-            [*m["shards"], {"file": fname, "start": start, "stop": stop}], key=lambda s: s["start"]
-        )
-        m["complete"] = sum(s["stop"] - s["start"] for s in m["shards"]) == n
-        _write_manifest(path, m)
-    if bar is not None:
-        bar.close()
-    return path
+    @torch.no_grad()
+    def compute(batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {"emb": embed(batch).float()}
+
+    return output_store.fill(
+        compute,
+        _inputs(data),
+        path,
+        identity,
+        what=WHAT,
+        fix=FIX,
+        source=f"model '{model}' embedding {dataset}/{split}",
+        batch_size=batch_size,
+        shard_size=shard_size,
+        dtype=dtype,
+        progress=progress,
+    )
 
 
 def load(
@@ -217,25 +127,18 @@ def load(
         KdforgeError: missing/incomplete entry, or one built for another dataset/model.
     """
     path = Path(path)
-    m = _read_manifest(path)
+    m = output_store.read_manifest(path, WHAT)
     if m is None:
         raise KdforgeError(f"no embedding cache at {path}", "run `kdforge embed extract ...` first")
+    identity = m.get("identity", {})
     for key, want in (("dataset", dataset), ("model", model)):
-        if want is not None and m.get(key) != want:
+        if want is not None and identity.get(key) != want:
             raise KdforgeError(
-                f"embedding cache {path} holds {key} '{m.get(key)}', expected '{want}'",
+                f"embedding cache {path} holds {key} '{identity.get(key)}', expected '{want}'",
                 "point to the cache extracted for this dataset and model",
             )
-    if not m.get("complete"):
-        raise KdforgeError(
-            f"embedding cache {path} is incomplete", "re-run the same extract command to resume"
-        )
-    parts = [load_file(str(path / s["file"])) for s in m["shards"]]
-    emb = torch.cat([p["emb"] for p in parts]).float()
-    hashes = torch.cat([p["row_hash"] for p in parts])
-    if len(emb) != m["n"]:
-        raise KdforgeError(f"{path} holds {len(emb)} rows, manifest says {m['n']}", f"delete {path}")
-    return emb, hashes, m
+    outputs, hashes, m = output_store.read(path, WHAT, "run `kdforge embed extract ...` first")
+    return outputs["emb"].float(), hashes, m
 
 
 def attach(data: TensorData, emb: Tensor, hashes: Tensor, key: str = "teacher_emb") -> TensorData:
@@ -244,39 +147,62 @@ def attach(data: TensorData, emb: Tensor, hashes: Tensor, key: str = "teacher_em
     Raises:
         KdforgeError: some examples of ``data`` are not in the cache.
     """
-    index = {bytes(h.tolist()): i for i, h in enumerate(hashes)}
-    own = row_hashes(data)
-    rows = [index.get(bytes(h.tolist()), -1) for h in own]
-    missing = sum(r < 0 for r in rows)
+    rows = output_store.row_index(hashes, row_hashes(data))
+    missing = int((rows < 0).sum())
     if missing:
         raise KdforgeError(
             f"{missing} of {len(data)} examples have no cached teacher embedding",
             "extract embeddings for the split these examples come from (e.g. split=all)",
         )
-    return TensorData({**data.tensors, key: emb[torch.tensor(rows)]})
+    return TensorData({**data.tensors, key: emb[rows]})
 
 
-def module_embedder(model: nn.Module, path: str | None = None, pool: bool = True) -> Embedder:
-    """An :data:`Embedder` from any torch module: its output, or the output of the submodule at ``path``.
+class ModuleEmbedder:
+    """An :data:`Embedder` from a torch module: its output, or the output of the submodule at ``path``.
 
-    4-D feature maps are global-average-pooled to ``[B, C]`` when ``pool`` is set.
+    4-D feature maps are global-average-pooled to ``[B, C]`` when ``pool`` is set. ``identity``
+    (weights fingerprint, path, pooling) keys the cache entries it fills.
     """
-    from kdforge.models.hooks import FeatureHooks
 
-    model.eval()
-    hooks = FeatureHooks(model, [path], "teacher") if path else None
+    def __init__(self, model: nn.Module, path: str | None = None, pool: bool = True) -> None:
+        from kdforge.models.hooks import FeatureHooks
 
-    def embed(batch: dict[str, Tensor]) -> Tensor:
-        out = model(**batch)
-        if hooks is not None:
-            out = hooks[path]
-            hooks.clear()
-        return out.mean((2, 3)) if pool and out.dim() == 4 else out
+        model.eval()
+        self.model, self.path, self.pool = model, path, pool
+        self.hooks = FeatureHooks(model, [path], "teacher") if path else None
 
-    return embed
+    @property
+    def identity(self) -> dict[str, str]:
+        """The model's weights fingerprint (as they are now), the path read and the pooling."""
+        return {
+            "fingerprint": output_store.model_fingerprint(self.model),
+            "path": self.path or "",
+            "pooling": "mean_hw" if self.pool else "none",
+        }
+
+    def __call__(self, batch: dict[str, Tensor]) -> Tensor:
+        out = self.model(**batch)
+        if self.hooks is not None:
+            out = self.hooks[self.path]
+            self.hooks.clear()
+        return out.mean((2, 3)) if self.pool and out.dim() == 4 else out
 
 
-__all__ = ["attach", "entry_dir", "extract", "inputs_hash", "load", "module_embedder", "row_hashes"]
+def module_embedder(model: nn.Module, path: str | None = None, pool: bool = True) -> ModuleEmbedder:
+    """A :class:`ModuleEmbedder` of ``model`` (its output, or the submodule at ``path``)."""
+    return ModuleEmbedder(model, path, pool)
+
+
+__all__ = [
+    "ModuleEmbedder",
+    "attach",
+    "entry_dir",
+    "extract",
+    "inputs_hash",
+    "load",
+    "module_embedder",
+    "row_hashes",
+]
 
 
 def default_root() -> Path:

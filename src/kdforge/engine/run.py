@@ -21,6 +21,7 @@ from kdforge.data import Splits, load_dataset
 from kdforge.data._batches import iter_batches
 from kdforge.engine import checkpoint as ckpt
 from kdforge.engine.lock import RunLock
+from kdforge.engine.teacher_cache import attach_teacher_outputs
 from kdforge.engine.trainer import Trainer, evaluate
 from kdforge.errors import KdforgeError
 from kdforge.io import load_weights, model_spec, save_model
@@ -107,6 +108,10 @@ def _train_and_export(cfg: RunConfig, resume: bool, progress: bool, callback) ->
             f"run directory '{cfg.run_dir}' already holds a checkpoint",
             "pass --resume to continue it, or choose another run name / output_dir (nothing was overwritten)",
         )
+    splits = load_splits(cfg)
+    method = build_method(cfg, splits)
+    if cfg.train.teacher_cache:
+        splits.train = attach_teacher_outputs(method, splits, cfg.method.name, progress=progress)
     run_dir = _prepare_run_dir(cfg)
     trainer = Trainer(method, splits.train, splits.val, cfg, run_dir, progress=progress, callback=callback)
     if trainer.acc.is_main_process and not resume:

@@ -19,7 +19,9 @@ and ``y_i`` (teacher, dimension ``D``; ``C`` and ``D`` may differ):
 ``r`` is the (V-statistic) squared distance correlation of Székely, Rizzo &
 Bakirov (2007), in [0, 1]. It is invariant to rotations, translations and
 (global) scaling of either feature set (exactly up to the ``sqrt(eps)`` put on
-zero distances), so no regressor is needed. On independent features it is near
+zero distances), so no regressor is needed. Each batch is centred before its
+distances are computed, so float32 keeps its precision on features far from the
+origin (translation invariance makes this exact). On independent features it is near
 0, biased upward by ``O(1/N)`` (V-statistic). For
 sequences ``[N, T, C]`` the loss is computed per time step and averaged.
 
@@ -40,7 +42,13 @@ MAX_BATCH = 8192  # O(N^2) memory: 8192^2 * 4 B * ~6 buffers ~ 1.6 GB
 
 
 def _centred_distances(x: Tensor, eps: float) -> Tensor:
-    """Double-centred Euclidean distance matrices of ``x`` ``[T, N, C]`` -> ``[T, N, N]``."""
+    """Double-centred Euclidean distance matrices of ``x`` ``[T, N, C]`` -> ``[T, N, N]``.
+
+    The batch is first centred (its mean subtracted per time step): distances do not change,
+    but the Gram matrix of features far from the origin would lose float32 precision
+    (``|x_i|^2 + |x_j|^2 - 2 x_i.x_j`` cancels catastrophically when offsets dwarf spreads).
+    """
+    x = x - x.mean(-2, keepdim=True)
     a = torch.sqrt(_gram_sq(x) + eps)
     return a - a.mean(-1, keepdim=True) - a.mean(-2, keepdim=True) + a.mean((-1, -2), keepdim=True)
 

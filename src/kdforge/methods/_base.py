@@ -4,11 +4,16 @@ A method is an ``nn.Module`` holding ``student``, a frozen ``teacher`` (always
 in eval mode, called under ``no_grad``, never in the optimizer or checkpoints)
 and any extra trainable modules (regressors, compressors, translators). The
 engine calls :meth:`Method.training_step` and sums the returned loss terms.
+
+A method that reads per-example teacher outputs (logits, features, attributions) computes
+them in :meth:`Method.teacher_targets` and reads them through :meth:`Method.teacher_outputs`:
+with ``train.teacher_cache`` the engine computes them once per example before training
+(:mod:`kdforge.engine.teacher_cache`) and every batch carries them under
+``teacher_out:<name>`` keys, which are never passed to a model.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -20,24 +25,8 @@ from kdforge.errors import KdforgeError
 
 Batch = dict[str, Tensor]
 
-#: teacher fingerprint -> {example key: output row}; shared by every method in the process
-_TEACHER_OUTPUTS: dict[str, dict[bytes, Tensor]] = {}
-
-
-def teacher_fingerprint(teacher: nn.Module) -> str:
-    """A content hash of a model's state (names, shapes, dtypes and values)."""
-    h = hashlib.blake2b(digest_size=16)
-    for k, v in teacher.state_dict().items():
-        h.update(f"{k}{tuple(v.shape)}{v.dtype}".encode())
-        h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-def example_keys(inputs: Batch) -> list[bytes]:
-    """One key per example: the bytes of its row in every input tensor (inputs sorted by name)."""
-    rows = [inputs[k].detach().cpu().contiguous() for k in sorted(inputs)]
-    n = rows[0].shape[0]
-    return [b"".join(r[i].numpy().tobytes() for r in rows) for i in range(n)]
+#: prefix of batch keys holding cached teacher outputs (``teacher_out:logits``); never model inputs
+TEACHER_OUTPUT_PREFIX = "teacher_out:"
 
 
 @dataclass
@@ -46,8 +35,8 @@ class NoOptions:
 
 
 def model_inputs(batch: Batch) -> Batch:
-    """Everything in a batch except the target ``y``: the model's keyword arguments."""
-    return {k: v for k, v in batch.items() if k != "y"}
+    """Everything in a batch except the target ``y`` and cached teacher outputs: the model's kwargs."""
+    return {k: v for k, v in batch.items() if k != "y" and not k.startswith(TEACHER_OUTPUT_PREFIX)}
 
 
 class Method(nn.Module):
@@ -117,30 +106,28 @@ class Method(nn.Module):
         assert self.teacher is not None
         return self.teacher(**model_inputs(batch))
 
-    @torch.no_grad()
-    def cached_teacher_forward(self, batch: Batch) -> Tensor:
-        """:meth:`teacher_forward`, memoised per example for the whole process.
+    def teacher_targets(self, batch: Batch) -> dict[str, Tensor]:
+        """The per-example teacher outputs this method reads, computed from ``batch``.
 
-        The teacher is frozen and in eval mode, so its output is a function of the example's
-        inputs alone: outputs are stored by (teacher content hash, example input bytes) and an
-        example is sent through the teacher only the first time any run in this process meets
-        it (later epochs, other seeds and variants sharing the teacher reuse it). Cached rows
-        equal recomputed ones to float round-off (batch composition changes summation order).
+        Row ``i`` of each output must be a function of example ``i`` alone (the teacher is
+        frozen and in eval mode), so :mod:`kdforge.engine.teacher_cache` may compute them once
+        per example before training. Default: none (the method reads nothing cacheable).
         """
-        assert self.teacher is not None
-        if getattr(self, "_teacher_fp", None) is None:
-            self._teacher_fp = teacher_fingerprint(self.teacher)
-        memo = _TEACHER_OUTPUTS.setdefault(self._teacher_fp, {})
-        inputs = model_inputs(batch)
-        keys = example_keys(inputs)
-        miss = [i for i, k in enumerate(keys) if k not in memo]
-        if miss:
-            idx = torch.tensor(miss, device=next(iter(inputs.values())).device)
-            out = self.teacher(**{k: v[idx] for k, v in inputs.items()})
-            for i, row in zip(miss, out.detach().cpu(), strict=True):
-                memo[keys[i]] = row.clone()
-        device = next(iter(inputs.values())).device
-        return torch.stack([memo[k] for k in keys]).to(device)
+        return {}
+
+    def teacher_targets_key(self) -> dict[str, Any]:
+        """What, besides the teacher's weights and the inputs, determines :meth:`teacher_targets`.
+
+        Part of the teacher-output cache's key: override to add feature paths, pooling or
+        attribution settings the outputs depend on.
+        """
+        return {"method": type(self).__name__}
+
+    def teacher_outputs(self, batch: Batch) -> dict[str, Tensor]:
+        """The batch's cached teacher outputs when it carries them, else :meth:`teacher_targets`."""
+        n = len(TEACHER_OUTPUT_PREFIX)
+        cached = {k[n:]: v for k, v in batch.items() if k.startswith(TEACHER_OUTPUT_PREFIX)}
+        return cached or self.teacher_targets(batch)
 
     def on_step_start(self, step: int, total_steps: int) -> None:
         """Hook for curricula (e.g. Theseus replacement rate). Default: nothing."""

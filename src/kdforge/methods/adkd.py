@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -90,14 +91,29 @@ class ADKD(Method):
         attr = integrated_gradients(f, emb, classes, cfg.steps, create_graph=grad)
         return token_maps(attr, sequence=path is not None)
 
+    def _classes(self, t_logits: Tensor) -> Tensor:
+        """The teacher's ``top_k`` most probable classes of each example: the attributed views."""
+        return t_logits.topk(min(self.config.top_k, t_logits.shape[-1]), dim=-1).indices
+
+    def teacher_targets(self, batch: Batch) -> dict[str, Tensor]:
+        """The teacher's logits and its attribution maps for its top-k classes."""
+        t_logits = self.teacher_forward(batch)
+        classes = self._classes(t_logits)
+        t_attr = self._attributions(self.teacher, batch, self.config.embedding_path, classes, grad=False)
+        return {"logits": t_logits, "attr": t_attr.detach()}
+
+    def teacher_targets_key(self) -> dict[str, Any]:
+        cfg = self.config
+        settings = ("steps", "top_k", "input_key", "embedding_path")
+        return {"method": "ADKD", **{name: getattr(cfg, name) for name in settings}}
+
     def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         cfg = self.config
         logits = self.student(**model_inputs(batch))
-        t_logits = self.teacher_forward(batch)
+        teacher = self.teacher_outputs(batch)
+        t_logits, t_attr = teacher["logits"], teacher["attr"]
         ce, kl = hinton_loss(logits, t_logits, batch["y"], cfg.temperature, cfg.alpha)
-        k = min(cfg.top_k, t_logits.shape[-1])
-        classes = t_logits.topk(k, dim=-1).indices
-        t_attr = self._attributions(self.teacher, batch, cfg.embedding_path, classes, grad=False).detach()
+        classes = self._classes(t_logits)
         s_path = cfg.student_embedding_path or cfg.embedding_path
         s_attr = self._attributions(self.student, batch, s_path, classes, grad=True)
         return logits, {"ce": ce, "kd": kl, "attr": cfg.beta * attribution_loss(s_attr, t_attr)}

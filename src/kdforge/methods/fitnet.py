@@ -6,6 +6,7 @@ loss = CE(y, z_s) + beta * MSE(r(f_s), f_t), features taken by module path.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -64,11 +65,20 @@ class FitNet(Method):
             raise KdforgeError(f"sequence lengths differ: {tuple(s.shape)} vs {tuple(t.shape)}", "")
         self.regressor = make_regressor(s.shape, t.shape)
 
+    def teacher_targets(self, batch: Batch) -> dict[str, Tensor]:
+        """The teacher's feature at ``teacher_path``."""
+        self.teacher_forward(batch)
+        feature = self._t_hooks[self.config.teacher_path]
+        self._t_hooks.clear()
+        return {"feature": feature}
+
+    def teacher_targets_key(self) -> dict[str, Any]:
+        return {"method": "FitNet", "teacher_path": self.config.teacher_path}
+
     def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         logits = self.student(**model_inputs(batch))
-        self.teacher_forward(batch)
         f_s = self.regressor(self._s_hooks[self.config.student_path])
-        f_t = self._t_hooks[self.config.teacher_path]
+        f_t = self.teacher_outputs(batch)["feature"]
         hint = fitnet_loss(f_s, f_t)
         self._s_hooks.clear()
         self._t_hooks.clear()

@@ -20,7 +20,6 @@ class KDConfig:
 
     temperature: float = 4.0
     alpha: float = 0.9  # weight of the soft-target term; (1 - alpha) on the hard labels
-    cache_teacher: bool = False  # memoise teacher logits per example (Method.cached_teacher_forward)
 
 
 @register_method("kd")
@@ -29,9 +28,12 @@ class KD(Method):
 
     Config = KDConfig
 
+    def teacher_targets(self, batch: Batch) -> dict[str, Tensor]:
+        """The teacher's logits."""
+        return {"logits": self.teacher_forward(batch)}
+
     def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         logits = self.student(**model_inputs(batch))
-        cached = self.config.cache_teacher
-        t_logits = self.cached_teacher_forward(batch) if cached else self.teacher_forward(batch)
+        t_logits = self.teacher_outputs(batch)["logits"]
         ce, kl = hinton_loss(logits, t_logits, batch["y"], self.config.temperature, self.config.alpha)
         return logits, {"ce": ce, "kd": kl}

@@ -192,6 +192,13 @@ class OPDF(Method):
     def predict(self, batch: Batch) -> Tensor:
         return self.base.predict(batch)
 
+    def teacher_targets(self, batch: Batch) -> dict[str, Tensor]:
+        """The wrapped method's teacher outputs (alignment reads the teacher's weights, not outputs)."""
+        return self.base.teacher_targets(batch)
+
+    def teacher_targets_key(self) -> dict[str, Any]:
+        return self.base.teacher_targets_key()
+
     def on_step_start(self, step: int, total_steps: int) -> None:
         self.base.on_step_start(step, total_steps)
 

@@ -206,17 +206,25 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if "=" not in ov:
             raise KdforgeError(f"override '{ov}' is not of the form key=value", "write e.g. train.lr=0.01")
         key, raw = ov.split("=", 1)
-        value = yaml.safe_load(raw) if raw != "" else None
-        parts = key.strip().split(".")
-        node = data
-        for p in parts[:-1]:
-            if node.get(p) is None:
-                node[p] = {}
-            node = node[p]
-            if not isinstance(node, dict):
-                raise KdforgeError(f"override '{key}': '{p}' is not a mapping", "check the key path")
-        node[parts[-1]] = value
+        set_dotted(data, key, yaml.safe_load(raw) if raw != "" else None)
     return data
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``data[a][b][c] = value`` for ``key == "a.b.c"`` in place, creating missing mappings.
+
+    Unlike a ``key=value`` override the value is used as given (no YAML parsing), so
+    ``1e-3`` stays a float and ``"4"`` stays a string.
+    """
+    parts = key.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        if node.get(part) is None:
+            node[part] = {}
+        node = node[part]
+        if not isinstance(node, dict):
+            raise KdforgeError(f"override '{key}': '{part}' is not a mapping", "check the key path")
+    node[parts[-1]] = value
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RunConfig:

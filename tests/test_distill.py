@@ -155,7 +155,7 @@ def test_labelled_mode_gives_the_pool_to_distilled_students_only(tmp_path, digit
     )
     alone, kd = arms["student_alone"][0].config.data, arms["kd"][0].config.data
     assert alone.name == kd.name == "few_labels"
-    assert alone.kwargs == {"base": "digits", "labelled": 200, "keep_unlabelled": False}
+    assert alone.kwargs == {"base": "digits", "labelled": 200, "unlabelled": None, "keep_unlabelled": False}
     assert kd.kwargs["keep_unlabelled"] is True
     assert arms["kd"][0].config.train.max_steps == arms["student_alone"][0].config.train.max_steps == 40
 

@@ -115,6 +115,7 @@ def distill(
     labelled: int = typer.Option(
         None, help="Keep only N training labels; the rest is an unlabelled pool the teacher labels."
     ),
+    unlabelled: int = typer.Option(None, help="Size of the unlabelled pool (default: every other example)."),
     student: str = typer.Option(_DISTILL.student, help="Registered student model."),
     student_option: list[str] = typer.Option(
         None, "--student-option", help="Student option KEY=VALUE (repeat); default hidden=[64] for mlp."
@@ -177,6 +178,7 @@ def distill(
         data_kwargs=options(data_option, "--data-option"),
         val_size=val_size,
         labelled=labelled,
+        unlabelled=unlabelled,
         student=student,
         methods=list(method),
         seeds=list(seed),
@@ -196,22 +198,26 @@ def distill(
 
 @app.command()
 def quickstart(
-    output_dir: str = typer.Option("runs/quickstart", help="Where the three runs are written."),
+    output_dir: str = typer.Option("runs/quickstart", help="Where the teacher, runs and report are written."),
     dataset: str = typer.Option("fashion_mnist", help="Registered data set (see `kdforge list`)."),
     data_dir: str = typer.Option(None, "--data-dir", help="MNIST-format IDX directory (dataset idx)."),
-    epochs: int = typer.Option(3, help="Epochs per model."),
-    seed: int = typer.Option(0, help="Seed for initialisation, order and the validation split."),
-    resume: bool = typer.Option(False, "--resume", help="Keep finished runs, continue unfinished ones."),
+    seed: int = typer.Option(0, help="Seed for the labelled subset, the validation split, init and order."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
-    """Train a CNN teacher, an MLP student alone and the same student with Hinton KD; print the table.
+    """Distillation where it pays: 1,000 labels plus 20,000 unlabelled images the teacher labels.
 
-    Takes a few minutes on 2 CPU cores with the default Fashion-MNIST data.
+    Trains a CNN teacher on the labelled images (once; reused later), then `kdforge distill`:
+    an MLP student alone and with Hinton KD, tuned alike on validation; prints the report.
+    Interrupted or repeated, it continues where it stopped (finished runs are reused).
     """
     from kdforge.quickstart import quickstart as qs
 
-    result = qs(output_dir, dataset, data_dir, epochs, seed, resume=resume)
-    typer.echo("\n" + result["table"])
-    typer.echo(f"\nwall time {result['wall_time_s']:.0f} s; runs in {output_dir}/")
+    result = qs(output_dir, dataset, data_dir, seed, progress=progress)
+    typer.echo("\n" + result["paths"]["md"].read_text())
+    typer.echo(
+        f"KD gain over the tuned student alone: {result['kd_gain_points']:+.2f} points (test); "
+        f"wall time {result['wall_time_s']:.0f} s; runs and report in {output_dir}/"
+    )
 
 
 def main() -> None:

@@ -64,6 +64,7 @@ class DistillConfig:
             options; val_size: validation examples carved from the training split.
         labelled: keep only this many training labels; the rest is an unlabelled pool that only
             distilled students see, labelled by the teacher (``None``: every label is used).
+        unlabelled: size of that pool (``None``: every other training example).
         student: registered student model name; student_kwargs: its options.
         methods: distillation methods, each trained and tuned like the student alone.
         seeds: every grid point runs once per seed; selection uses the mean over seeds.
@@ -87,6 +88,7 @@ class DistillConfig:
     data_kwargs: dict[str, Any] = field(default_factory=dict)
     val_size: int | None = None
     labelled: int | None = None
+    unlabelled: int | None = None
     student: str = "mlp"
     student_kwargs: dict[str, Any] = field(default_factory=lambda: {"hidden": [64]})
     methods: list[str] = field(default_factory=lambda: ["kd"])
@@ -167,7 +169,7 @@ def _data_section(cfg: DistillConfig, keep_unlabelled: bool) -> dict[str, Any]:
     if cfg.val_size is not None:
         data["val_size"] = cfg.val_size
     if cfg.labelled is not None:
-        pool = {"labelled": cfg.labelled, "keep_unlabelled": keep_unlabelled}
+        pool = {"labelled": cfg.labelled, "unlabelled": cfg.unlabelled, "keep_unlabelled": keep_unlabelled}
         data = {**data, "name": "few_labels", "kwargs": {"base": cfg.data, **data["kwargs"], **pool}}
     return data
 

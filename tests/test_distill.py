@@ -186,3 +186,16 @@ def test_bad_teacher_files(tmp_path):
     save_file({"w": torch.zeros(1)}, str(lone))
     with pytest.raises(KdforgeError, match="model spec beside"):
         resolve_teacher(_cfg(tmp_path, str(lone)))
+
+
+def test_schedule_lengths_are_tuned_alike_for_every_arm(tmp_path, digits_teacher):
+    teacher, _ = digits_teacher
+    grid = TuningGrid(lr=[0.01], temperature=[2.0], alpha=[0.9], steps=[20, 45])
+    cfg = _cfg(tmp_path, teacher["checkpoint"], grid=grid, batch_size=100)
+    arms = make_arm_trials(cfg, resolve_teacher(cfg)[0])
+    for trials in arms.values():
+        assert sorted(t.config.train.max_steps for t in trials) == [20, 45]
+        # enough epochs for the longest schedule: 45 steps of 100 from about 1,100 examples
+        assert all(t.config.train.epochs * (1097 // 100) >= 45 for t in trials)
+    with pytest.raises(KdforgeError, match="grid steps"):
+        check_config(_cfg(tmp_path, "t.safetensors", grid=TuningGrid(steps=[0])))

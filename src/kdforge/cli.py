@@ -141,6 +141,9 @@ def distill(
         _DISTILL.grid.temperature, "--temperature", help="KD temperatures tried."
     ),
     alpha: list[float] = typer.Option(_DISTILL.grid.alpha, "--alpha", help="KD soft-target weights tried."),
+    grid_steps: list[int] = typer.Option(
+        None, "--grid-steps", help="Schedule lengths tried for every arm (repeat; replaces --steps)."
+    ),
     output_dir: str = typer.Option(
         _DISTILL.output_dir, "--output-dir", help="Runs, recipe and report go here."
     ),
@@ -184,7 +187,9 @@ def distill(
         seeds=list(seed),
         steps=steps,
         batch_size=batch_size,
-        grid=TuningGrid(lr=list(lr), temperature=list(temperature), alpha=list(alpha)),
+        grid=TuningGrid(
+            lr=list(lr), temperature=list(temperature), alpha=list(alpha), steps=list(grid_steps or [])
+        ),
         output_dir=output_dir,
     )
     if student_option:

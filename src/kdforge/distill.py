@@ -44,6 +44,7 @@ class TuningGrid:
     lr: list[float] = field(default_factory=lambda: [0.003, 0.01])
     temperature: list[float] = field(default_factory=lambda: [2.0, 4.0])  # KD only
     alpha: list[float] = field(default_factory=lambda: [0.9])  # KD only: weight of the soft targets
+    steps: list[int] = field(default_factory=list)  # schedule lengths tried (empty: DistillConfig.steps)
 
 
 @dataclass
@@ -68,7 +69,8 @@ class DistillConfig:
         student: registered student model name; student_kwargs: its options.
         methods: distillation methods, each trained and tuned like the student alone.
         seeds: every grid point runs once per seed; selection uses the mean over seeds.
-        steps: optimizer steps of every student run (the same budget for every arm).
+        steps: optimizer steps of every student run (the same budget for every arm); with
+            ``grid.steps`` set, every arm tries those schedule lengths instead.
         batch_size: training batch size; evaluations: validation passes per run (best kept).
         optimizer: sgd | adam | adamw; weight_decay: its weight decay.
         grid: the tuned values (see :class:`TuningGrid`).
@@ -133,6 +135,8 @@ def check_config(cfg: DistillConfig) -> None:
             raise KdforgeError(
                 f"grid {key} must be a non-empty list of positive numbers, got {values}", "fix it"
             )
+    if any(not isinstance(n, int) or n < 1 for n in cfg.grid.steps):
+        raise KdforgeError(f"grid steps must be positive integers, got {cfg.grid.steps}", "fix --grid-steps")
     if any(a > 1 for a in cfg.grid.alpha):
         raise KdforgeError(f"KD weights alpha must lie in (0, 1], got {cfg.grid.alpha}", "fix --alpha")
     for key in ("steps", "batch_size", "evaluations", "head_steps"):
@@ -271,8 +275,11 @@ def make_arm_trials(cfg: DistillConfig, teacher: dict[str, Any]) -> dict[str, li
             kwargs = {"cache_teacher": True} if arm in KD_GRID_METHODS else {}
             recipe["method"], recipe["teacher"] = {"name": arm, "kwargs": kwargs}, teacher
         train_size = len(load_splits(from_dict(recipe)).train)
-        recipe["train"] = _train_section(cfg, cfg.steps, cfg.grid.lr[0], train_size)
+        steps = cfg.grid.steps or [cfg.steps]
+        recipe["train"] = _train_section(cfg, max(steps), cfg.grid.lr[0], train_size)
         grid: dict[str, list] = {"train.lr": list(cfg.grid.lr)}
+        if cfg.grid.steps:
+            grid["train.max_steps"] = list(cfg.grid.steps)
         if arm in KD_GRID_METHODS:
             grid["method.kwargs.temperature"] = list(cfg.grid.temperature)
             grid["method.kwargs.alpha"] = list(cfg.grid.alpha)

@@ -43,7 +43,7 @@ def test_quickstart_settings_are_fair_and_match_the_teacher():
     cfg = distill_config("o", "fashion_mnist", None, 1, s)
     teacher = teacher_recipe("o", "fashion_mnist", None, 1, s)
     assert cfg.teacher == "o/teacher-seed1/student.safetensors" and cfg.seeds == [1]
-    assert (cfg.labelled, cfg.unlabelled, cfg.val_size) == (1000, 20000, 1000)
+    assert (cfg.labelled, cfg.unlabelled, cfg.val_size) == (500, 20000, 1000)
     # the teacher sees exactly the labelled examples the student alone sees
     assert teacher["data"]["kwargs"] == {
         "base": "fashion_mnist",
@@ -52,4 +52,4 @@ def test_quickstart_settings_are_fair_and_match_the_teacher():
         "keep_unlabelled": False,
     }
     assert teacher["data"]["val_size"] == cfg.val_size and teacher["seed"] == 1
-    assert cfg.methods == ["kd"] and cfg.grid.lr == [0.003, 0.01]
+    assert cfg.methods == ["kd"] and cfg.grid.lr == [0.003, 0.01] and cfg.grid.steps == [500, 1500]

@@ -209,7 +209,7 @@ def quickstart(
     seed: int = typer.Option(0, help="Seed for the labelled subset, the validation split, init and order."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
-    """Distillation where it pays: 1,000 labels plus 20,000 unlabelled images the teacher labels.
+    """Distillation where it pays: 500 labels plus 20,000 unlabelled images the teacher labels.
 
     Trains a CNN teacher on the labelled images (once; reused later), then `kdforge distill`:
     an MLP student alone and with Hinton KD, tuned alike on validation; prints the report.

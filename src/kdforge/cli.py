@@ -35,6 +35,23 @@ for _name, (_module, _help) in _SUBAPPS.items():
         app.add_typer(importlib.import_module(_module).app, name=_name, help=_help)
 
 
+@app.callback()
+def _global_options(
+    plugin: list[str] = typer.Option(
+        None,
+        "--plugin",
+        metavar="FILE_OR_MODULE",
+        help="Your own code to import first (a .py file or a module name; repeatable): its "
+        "register_dataset / register_model / register_method entries become usable by every command.",
+    ),
+) -> None:
+    """kdforge: compress a trained teacher into a small student (KD, FitNet, OPDF, KT, EAsT)."""
+    if plugin:
+        from kdforge.registry import load_plugins
+
+        load_plugins(plugin)
+
+
 @app.command()
 def run(
     recipe: Path = typer.Argument(..., help="YAML recipe (see configs/)."),

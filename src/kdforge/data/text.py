@@ -162,11 +162,13 @@ def text_splits(
     subset: int | None,
     test_fraction: float = 0.2,
     tokenizer=None,
+    test_seed: int = 4321,
 ) -> Splits:
-    """Tokenise and split: a fixed 20% test split (seed-independent), validation carved from the rest."""
+    """Tokenise and split: a ``test_fraction`` test split drawn with ``test_seed`` (independent of
+    the run seed), validation carved from the rest with the run ``seed``."""
     enc = tokenize(texts, max_len, tokenizer)
     n = len(texts)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(4321))
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(test_seed))
     n_test = int(round(test_fraction * n))
     test_idx, train_idx = perm[:n_test], perm[n_test:]
     test = TensorData({**{k: v[test_idx] for k, v in enc.items()}, "y": y[test_idx]})
@@ -195,16 +197,19 @@ def _make_vader(domain: str, default_val: int):
         subset: int | None = None,
         max_len: int = 64,
         test_fraction: float = 0.2,
+        test_seed: int = 4321,
     ) -> Splits:
         texts, y = binarise(read_vader(domain, data_dir))
-        return text_splits(texts, y, f"vader_{domain}", max_len, val_size, seed, subset, test_fraction)
+        return text_splits(
+            texts, y, f"vader_{domain}", max_len, val_size, seed, subset, test_fraction, test_seed=test_seed
+        )
 
     n = VADER_DOMAINS[domain][1]
     loader.__name__ = f"vader_{domain}"
     loader.__doc__ = (
         f"VADER {domain} ({n:,} rated rows, zeros dropped), binary sentiment, MiniLM token ids; "
         "fixed test split (test_fraction, default 20%; a smaller fraction gives a subset of the "
-        "default test split), validation carved from the rest with the run seed. MIT."
+        "default test split; test_seed draws it), validation carved from the rest with the run seed. MIT."
     )
     return register_dataset(f"vader_{domain}")(loader)
 

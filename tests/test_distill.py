@@ -65,6 +65,8 @@ def test_distill_tunes_every_arm_on_the_same_grid_selects_on_val_and_resumes(tmp
     assert rows["kd"]["ratios"]["fewer_params"] == pytest.approx(
         (64 * 128 + 128 + 1290) / (64 * 16 + 16 + 170)
     )
+    assert result["report"]["provenance"]["seeds"] == [0]  # command, versions, machine, commit, date
+    assert "<sub>command:" in (tmp_path / "distill" / "report.md").read_text()
     for name in ("report.md", "report.json", "report.png", "selection.json"):
         assert (tmp_path / "distill" / name).is_file()
     # every setting, defaults included, is in the saved recipe

@@ -306,6 +306,7 @@ def distill(cfg: DistillConfig, progress: bool = True, say: Callable[[str], None
     from kdforge.engine.run import load_splits
     from kdforge.experiments import run_sweep, select_best
     from kdforge.report.compression import ReportEntry, TimingConfig, build_report, write_compression_report
+    from kdforge.report.provenance import provenance
 
     check_config(cfg)
     out = Path(cfg.output_dir)
@@ -377,5 +378,6 @@ def distill(cfg: DistillConfig, progress: bool = True, say: Callable[[str], None
             TimingConfig(large_batch=cfg.timing_batch),
             title=f"kdforge distill: {cfg.student} from {_short(cfg.teacher)} on {splits.name}",
         )
+    report["provenance"] = provenance(dataclasses.asdict(cfg), list(cfg.seeds))
     paths = write_compression_report(report, out)
     return {"selection": selection, "report": report, "paths": paths, "teacher_scores": scores}

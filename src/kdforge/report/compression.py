@@ -234,6 +234,14 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{timing['repeats']} calls after {timing['warmup']} warm-up calls. Accuracy on the test split "
         "(each model selected on validation); mean ± std over seeds when there are several.",
     ]
+    prov = report.get("provenance")
+    if prov:
+        lines += [
+            "",
+            f"<sub>command: `{prov.get('command')}` · seeds: {prov.get('seeds')} · "
+            f"date: {prov.get('date')} · commit: {prov.get('git_commit')} · "
+            f"torch {prov.get('versions', {}).get('torch')}</sub>",
+        ]
     return "\n".join(lines)
 
 

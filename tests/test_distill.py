@@ -98,6 +98,7 @@ def test_cli_distill_prints_the_report(tmp_path, digits_teacher):
     )
     assert r.returncode == 0, r.stderr
     assert "| kd |" in r.stdout and "x smaller" in r.stdout and "[distill]" in r.stderr
+    assert r.stderr.count("[distill] run ") == 2  # not a terminal: one line per finished run (1 lr, 1 T)
     assert yaml.safe_load((out / "distill.yaml").read_text())["student_kwargs"] == {"hidden": [8]}
     bad = subprocess.run(
         [

@@ -301,6 +301,7 @@ def _load_exported(run_dir: Path):
 def distill(cfg: DistillConfig, progress: bool = True, say: Callable[[str], None] = _say) -> dict[str, Any]:
     """Run the whole pipeline (see the module docstring); return selection, report and paths."""
     import torch
+    from tqdm.auto import tqdm
 
     from kdforge.config import from_dict
     from kdforge.engine.run import load_splits
@@ -326,8 +327,17 @@ def distill(cfg: DistillConfig, progress: bool = True, say: Callable[[str], None
         "(finished runs are skipped)"
     )
     selection: dict[str, Any] = {}
+    bar = tqdm(
+        total=total, desc="distill", unit="run", disable=None if progress else True, dynamic_ncols=True
+    )
+    log_lines = not sys.stderr.isatty()  # no bar to watch: one line per finished run instead
     for arm, trials in arms.items():
-        summaries = run_sweep(trials, out / "runs", resume=True, progress=progress)
+        summaries = []
+        for trial in trials:  # one trial at a time: a bar over every run and a line per run
+            summaries += run_sweep([trial], out / "runs", resume=True, progress=False)
+            bar.update(1)
+            if log_lines:
+                say(f"run {bar.n}/{total} {trial.name}: val {100 * summaries[-1]['val_acc']:.2f}%")
         best = select_best(summaries, metric="val_acc")[()]
         selection[arm] = {
             "overrides": best["overrides"],
@@ -337,6 +347,7 @@ def distill(cfg: DistillConfig, progress: bool = True, say: Callable[[str], None
             "candidates": best["candidates"],
         }
         say(f"{arm}: selected {best['overrides']} (val {100 * best['mean']:.2f}%)")
+    bar.close()
     (out / "selection.json").write_text(json.dumps(selection, indent=1))
 
     teacher_run = from_dict(

@@ -189,6 +189,10 @@ def test_bad_teacher_files(tmp_path):
     save_file({"w": torch.zeros(1)}, str(lone))
     with pytest.raises(KdforgeError, match="model spec beside"):
         resolve_teacher(_cfg(tmp_path, str(lone)))
+    with pytest.raises(KdforgeError, match="without weights"):
+        resolve_teacher(_cfg(tmp_path, "mlp"))
+    named, outputs = resolve_teacher(_cfg(tmp_path, "mlp", teacher_checkpoint="w.safetensors"))
+    assert named == {"name": "mlp", "kwargs": {}, "checkpoint": "w.safetensors"} and outputs is None
 
 
 def test_schedule_lengths_are_tuned_alike_for_every_arm(tmp_path, digits_teacher):

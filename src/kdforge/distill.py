@@ -163,6 +163,12 @@ def resolve_teacher(cfg: DistillConfig) -> tuple[dict[str, Any], int | None]:
         spec = json.loads(spec_path.read_text())
         model = {"name": spec["model"], "kwargs": spec.get("kwargs", {}), "checkpoint": str(path)}
         return model, cfg.teacher_outputs or spec.get("num_classes")
+    if not cfg.teacher_checkpoint:
+        raise KdforgeError(
+            f"teacher '{cfg.teacher}' is a model name without weights: distilling an untrained teacher "
+            "teaches nothing",
+            "pass --teacher-checkpoint FILE, or --teacher RUN/student.safetensors of a trained run",
+        )
     model = {"name": cfg.teacher, "kwargs": dict(cfg.teacher_kwargs), "checkpoint": cfg.teacher_checkpoint}
     return model, cfg.teacher_outputs
 

@@ -100,6 +100,15 @@ def test_cli_distill_prints_the_report(tmp_path, digits_teacher):
     assert "| kd |" in r.stdout and "x smaller" in r.stdout and "[distill]" in r.stderr
     assert r.stderr.count("[distill] run ") == 2  # not a terminal: one line per finished run (1 lr, 1 T)
     assert yaml.safe_load((out / "distill.yaml").read_text())["student_kwargs"] == {"hidden": [8]}
+    stamps = [p.stat().st_mtime_ns for p in sorted(out.glob("runs/*/summary.json"))]
+    again = subprocess.run(  # an interrupted command's suggested resume line (same flags + --resume)
+        [sys.executable, "-m", "kdforge.cli", "distill", *map(str, args), "--resume"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 0, again.stderr
+    assert [p.stat().st_mtime_ns for p in sorted(out.glob("runs/*/summary.json"))] == stamps
     bad = subprocess.run(
         [
             sys.executable,

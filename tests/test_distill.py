@@ -22,6 +22,7 @@ from kdforge.distill import (
     fit_teacher_head,
     make_arm_trials,
     resolve_teacher,
+    score_teacher,
 )
 from kdforge.errors import KdforgeError
 from kdforge.models import build_model
@@ -215,3 +216,14 @@ def test_schedule_lengths_are_tuned_alike_for_every_arm(tmp_path, digits_teacher
         assert all(t.config.train.epochs * (1097 // 100) >= 45 for t in trials)
     with pytest.raises(KdforgeError, match="grid steps"):
         check_config(_cfg(tmp_path, "t.safetensors", grid=TuningGrid(steps=[0])))
+
+
+def test_teacher_scores_are_recomputed_when_the_splits_change(tmp_path, digits_teacher):
+    teacher, summary = digits_teacher
+    model = resolve_teacher(_cfg(tmp_path, teacher["checkpoint"]))[0]
+    first = score_teacher(_cfg(tmp_path, teacher["checkpoint"]), model)
+    assert first["val_acc"] == pytest.approx(summary["val_acc"])  # same splits as the teacher's run
+    other = score_teacher(_cfg(tmp_path, teacher["checkpoint"], seeds=[5]), model)  # another val split
+    assert other["teacher"] != first["teacher"]
+    again = score_teacher(_cfg(tmp_path, teacher["checkpoint"], seeds=[5]), model)
+    assert again == other

@@ -251,25 +251,29 @@ def test_progress_line_format_and_interval():
 
 def test_quickstart_interrupted_prints_its_resume_command(tmp_path, monkeypatch):
     """quickstart stops like run (checkpoint, exit 143, the command) and that command finishes it."""
+    import kdforge.quickstart
     from kdforge.engine.trainer import Trainer
+    from test_quickstart import TINY
 
+    monkeypatch.setattr(kdforge.quickstart, "QuickstartSettings", lambda: TINY)  # a seconds-long quickstart
     real_due = Trainer._due
     monkeypatch.setattr(
         Trainer,
         "_due",
         lambda self, stop: (signal.SIGTERM, False) if self.state.step == 3 else real_due(self, stop),
     )
-    args = ["quickstart", "--output-dir", str(tmp_path / "qs"), "--dataset", "digits", "--epochs", "1"]
+    args = ["quickstart", "--output-dir", str(tmp_path / "qs"), "--dataset", "digits", "--no-progress"]
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 143, r.output
     assert "training interrupted by SIGTERM; checkpoint saved at step 3" in r.stderr
     assert f"resume with: {shlex.join(['kdforge', *args, '--resume'])}" in r.stderr
-    assert json.loads((tmp_path / "qs" / "teacher" / "checkpoints" / "last.json").read_text())["step"] == 3
+    teacher = tmp_path / "qs" / "teacher-seed0"
+    assert json.loads((teacher / "checkpoints" / "last.json").read_text())["step"] == 3
     monkeypatch.setattr(Trainer, "_due", real_due)
     r = CliRunner().invoke(app, [*args, "--resume"])
     assert r.exit_code == 0, r.output
-    assert "| student_kd |" in r.stdout
-    assert json.loads((tmp_path / "qs" / "teacher" / "summary.json").read_text())["steps"] == 1097 // 128
+    assert "KD gain over the tuned student alone" in r.stdout
+    assert json.loads((teacher / "summary.json").read_text())["steps"] == TINY.teacher_steps
 
 
 def test_how_often_a_run_saves_or_reports_does_not_change_its_fingerprint(tmp_path):

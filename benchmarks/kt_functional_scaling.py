@@ -31,6 +31,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from kdforge.data import load_dataset  # noqa: E402
+from kdforge.experiments.kt_protocol import target_verdict  # noqa: E402
 from kdforge.methods.translation import networks  # noqa: E402
 from kdforge.methods.translation.align import align_channels  # noqa: E402
 from kdforge.methods.translation.evaluate import (  # noqa: E402
@@ -46,7 +47,6 @@ from kdforge.methods.translation.pairs import (  # noqa: E402
     merge_pair_sets,
 )
 from kdforge.methods.translation.train import TranslatorConfig, train_translator, validation_images  # noqa: E402
-from kt_table import target_verdict  # noqa: E402  (benchmarks/, the script's own directory)
 
 ROW = "functional (CE+KL), Mixer"
 DEAD = 0.11  # test accuracy at or below which a small block counts as dead (chance is 0.10)

@@ -1,0 +1,154 @@
+"""The Knowledge Translation benchmark protocol as library code: verdicts, statistics, the quality
+table and merging a learning-curve point, pinned to the committed results files (re-rendered byte
+for byte, provenance footer included, from their JSON)."""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from kdforge.errors import KdforgeError
+from kdforge.experiments.kt_protocol import (
+    TRAINED,
+    merge_scaling_point,
+    pooled_lists,
+    seed_stats,
+    table_markdown,
+    target_verdict,
+)
+from kdforge.report.provenance import write_results
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _load(name: str) -> dict:
+    return json.loads((RESULTS / f"{name}.json").read_text())
+
+
+def _rendered(tmp_path: Path, name: str, results: dict, markdown) -> tuple[str, dict]:
+    written = write_results(tmp_path / f"{name}.json", results, markdown(results))
+    return written.with_suffix(".md").read_text(), json.loads(written.read_text())
+
+
+@pytest.mark.parametrize(
+    ("row", "verdict"),
+    [
+        ({"ratio_trained": 0.95, "ratio_random": 3.0}, "met"),  # no interval: the point decides
+        ({"ratio_trained": 0.85, "ratio_random": 3.0}, "missed"),
+        (
+            {"ratio_trained": 0.903, "ratio_random": 6.0, "ratio_trained_ci": [0.888, 0.919]},
+            "not distinguishable",
+        ),
+        ({"ratio_trained": 0.95, "ratio_random": 6.0, "ratio_trained_ci": [0.90, 0.99]}, "met"),
+        ({"ratio_trained": 0.88, "ratio_random": 6.0, "ratio_trained_ci": [0.85, 0.899]}, "missed"),
+        ({"ratio_trained": 0.95, "ratio_random": 1.9, "ratio_trained_ci": [0.92, 0.99]}, "missed"),
+        (None, "missed"),
+    ],
+)
+def test_target_verdict_is_met_only_when_the_lower_bound_clears_the_bar(row, verdict):
+    assert target_verdict(row) == verdict
+
+
+def test_seed_stats_and_pooled_lists():
+    s = seed_stats([[0.2, 0.4], [0.4, 0.6]])
+    assert s["mean"] == pytest.approx(0.4) and s["seed_means"] == pytest.approx([0.3, 0.5])
+    assert s["seed_std"] == pytest.approx(0.1414214) and s["std"] == pytest.approx(0.1632993)
+    assert seed_stats([[0.5]])["std"] == 0.0
+    assert pooled_lists([[1, 2], [3, 4]], [[5], [6]]) == [[1, 2, 5], [3, 4, 6]]
+
+
+def test_kt_table_rerenders_byte_for_byte_from_its_json(tmp_path):
+    results = _load("kt_table")
+    md, written = _rendered(tmp_path, "kt_table", results, table_markdown)
+    assert md == (RESULTS / "kt_table.md").read_text()
+    assert written == _load("kt_table")  # every derived field (ratios, CIs, verdicts) as committed
+    pooled = written["merged"][next(iter(written["merged"].__reversed__()))]["fresh_test"]["pooled"]
+    assert target_verdict(pooled) == "not distinguishable"  # 0.903 of trained, CI [0.888, 0.919]
+    assert "Met on the pooled" not in md
+
+
+def test_merging_a_scaling_point_again_reproduces_its_row(tmp_path):
+    table, scaling = _load("kt_table"), _load("kt_functional_scaling")
+    key = "4175+align+hperm+val160+ep40"
+    old = next(n for n, m in table["merged"].items() if m["point"] == key)
+    fresh = copy.deepcopy(table)
+    name = merge_scaling_point(fresh, scaling, "benchmarks/results/kt_functional_scaling.json", key, {})
+    assert name == old and list(fresh["rows"])[-1] == TRAINED  # replaced, the upper bound stays last
+    assert len(fresh["rows"]) == len(table["rows"])
+    assert fresh["rows"][name]["per_seed"] == table["rows"][name]["per_seed"]
+    assert fresh["merged"][name]["fresh_test"]["per_seed"] == table["merged"][name]["fresh_test"]["per_seed"]
+    md_again, _ = _rendered(tmp_path, "kt_table", fresh, table_markdown)
+    assert md_again == (RESULTS / "kt_table.md").read_text()
+    with pytest.raises(KdforgeError, match="no point"):
+        merge_scaling_point(fresh, scaling, "s.json", "nope", {})
+    scaling["reference"]["trained"][0] += 0.5  # another split's test networks
+    with pytest.raises(KdforgeError, match="other test networks"):
+        merge_scaling_point(fresh, scaling, "s.json", key, {})
+
+
+def test_no_benchmark_imports_another(monkeypatch):
+    scripts = {p.stem for p in (ROOT / "benchmarks").glob("*.py")}
+    for path in (ROOT / "benchmarks").glob("kt_*.py"):
+        text = path.read_text()
+        assert not [s for s in scripts if f"from {s} import" in text or f"import {s}\n" in text], path
+
+
+def test_kt_table_script_renders_through_the_library(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    module = importlib.import_module("kt_table")
+    out = tmp_path / "kt_table.json"
+    out.write_text((RESULTS / "kt_table.json").read_text())
+    monkeypatch.setattr(sys, "argv", ["kt_table.py", "--render", "--out", str(out)])
+    module.main()
+    assert out.with_suffix(".md").read_text() == (RESULTS / "kt_table.md").read_text()
+    sys.modules.pop("kt_table", None)
+
+
+@pytest.fixture(scope="module")
+def pair_sets(tmp_path_factory):
+    """A tiny full pair set and a large-only set on the 8x8 digits (10 and 5 networks)."""
+    from kdforge.data import load_dataset
+    from kdforge.methods.translation import networks
+    from kdforge.methods.translation.pairs import PairConfig, Schedule, make_pairs
+
+    digits, spec = load_dataset("digits"), networks.BlockSpec(image_size=8)
+    out = tmp_path_factory.mktemp("kt_sets")
+    for name, seed, small_epochs, shards in (("full", 3, 2, 2), ("large_only", 4, 0, 1)):
+        schedule = Schedule(train_subset=384, epochs_large=3, epochs_small=small_epochs, batch_size=32)
+        cfg = PairConfig("digits", spec, schedule, seed=seed, shard_size=5)
+        make_pairs(out / name, cfg, range(shards), digits, progress=False)
+    return out
+
+
+def _main(monkeypatch, script: str, *args: str) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    module = importlib.import_module(script)
+    monkeypatch.setattr(sys, "argv", [f"{script}.py", *map(str, args)])
+    try:
+        module.main()
+    finally:
+        sys.modules.pop(script, None)
+
+
+def test_kt_table_script_measures_a_tiny_pair_set(tmp_path, monkeypatch, pair_sets):
+    out = tmp_path / "kt_table.json"
+    row = "functional (CE+KL), Mixer"
+    small = ["--epochs", 2, "--evals", 1, "--batch-size", 4, "--bank", 32, "--img-batch", 16]
+    _main(monkeypatch, "kt_table", "--pairs", pair_sets / "full", "--seeds", 0, "--rows", row,
+          "--dim", 16, "--depth", 1, "--test-images", 100, *small, "--out", out)  # fmt: skip
+    results = json.loads(out.read_text())
+    assert list(results["rows"]) == ["random init", "template only (best training pair's small block)", row,
+                                     TRAINED]  # fmt: skip
+    assert results["info"]["n_all"] == 10 and results["info"]["translator_rows"] == [row]
+    assert len(results["rows"][row]["per_seed"][0]) == results["info"]["n_test"] == 2
+    assert target_verdict(results["rows"][row]) in {"met", "missed", "not distinguishable"}
+    md = out.with_suffix(".md").read_text()
+    assert out.with_name("kt_scatter.png").is_file() and out.with_name("kt_curves.png").is_file()
+    _main(monkeypatch, "kt_table", "--render", "--out", out)
+    assert out.with_suffix(".md").read_text() == md

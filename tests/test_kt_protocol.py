@@ -21,6 +21,8 @@ from kdforge.experiments.kt_protocol import (
     table_markdown,
     target_verdict,
 )
+from kdforge.experiments.kt_scaling import point_key, point_label, scaling_markdown
+from kdforge.experiments.kt_scaling_run import ScalingSettings
 from kdforge.report.provenance import write_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,6 +94,34 @@ def test_merging_a_scaling_point_again_reproduces_its_row(tmp_path):
         merge_scaling_point(fresh, scaling, "s.json", key, {})
 
 
+def test_kt_functional_scaling_rerenders_byte_for_byte_from_its_json(tmp_path):
+    md, written = _rendered(
+        tmp_path, "kt_functional_scaling", _load("kt_functional_scaling"), scaling_markdown
+    )
+    assert md == (RESULTS / "kt_functional_scaling.md").read_text()
+    assert written == _load("kt_functional_scaling")  # stats, ratios, generation seconds, pooled CI
+    pooled = written["points"]["4175+align+hperm+val160+ep40"]["fresh_test"]["pooled"]
+    assert pooled["ratio_trained_ci"] == pytest.approx([0.8876, 0.9189], abs=1e-4)
+    assert "| 0.903 [0.888, 0.919] | 6.26 | not distinguishable |" in md
+
+
+def test_point_keys_and_labels_name_every_variant():
+    committed = _load("kt_functional_scaling")["points"]
+    s = vars(ScalingSettings(align=True, hidden_perm=True, extra_val_count=160, epochs=40))
+    assert point_key(s, 4175) == "4175+align+hperm+val160+ep40"
+    assert point_label(s, 135, 4040, 179) == committed["4175+align+hperm+val160+ep40"]["label"]
+    s = vars(
+        ScalingSettings(align=True, dropout=0.1, kind="set", hidden_scale=0.7, extra_val_count=160, epochs=20)
+    )
+    assert point_key(s, 815) == "815+align+drop0.1+set+hscale0.7+val160"
+    label = "1455 (135 + 1320), channels aligned, mixer translator (dim 96, depth 3), hidden channels"
+    s = vars(ScalingSettings(align=True, dim=96, hidden_perm=True, extra_val_count=160, epochs=20))
+    assert point_key(s, 1455) == "1455+align+d96x3+hperm+val160"
+    assert point_label(s, 135, 1320, 179) == committed[point_key(s, 1455)]["label"]
+    assert point_label(s, 135, 1320, 179).startswith(label)
+    assert point_key(vars(ScalingSettings()), 311) == "311"
+
+
 def test_no_benchmark_imports_another(monkeypatch):
     scripts = {p.stem for p in (ROOT / "benchmarks").glob("*.py")}
     for path in (ROOT / "benchmarks").glob("kt_*.py"):
@@ -152,3 +182,45 @@ def test_kt_table_script_measures_a_tiny_pair_set(tmp_path, monkeypatch, pair_se
     assert out.with_name("kt_scatter.png").is_file() and out.with_name("kt_curves.png").is_file()
     _main(monkeypatch, "kt_table", "--render", "--out", out)
     assert out.with_suffix(".md").read_text() == md
+
+
+def test_kt_functional_scaling_script_measures_merges_and_renders(tmp_path, monkeypatch, pair_sets):
+    out, cache = tmp_path / "kt_functional_scaling.json", tmp_path / "seeds"
+    tiny = ["--epochs", 2, "--evals", 1, "--batch-size", 4, "--bank", 32, "--img-batch", 16, "--dim", 16,
+            "--depth", 1, "--seeds", 0, "--test-images", 100]  # fmt: skip
+    sets = ["--pairs", pair_sets / "full", "--extra", pair_sets / "large_only", "--extra-val",
+            pair_sets / "large_only", "--extra-val-count", 2, "--extra-test", pair_sets / "full"]  # fmt: skip
+    args = [*tiny, *sets, "--align", "--seed-cache", cache, "--out", out]
+    _main(monkeypatch, "kt_functional_scaling", *args, "--extra-counts", 0, 3)
+    results = json.loads(out.read_text())
+    s = vars(ScalingSettings(align=True, extra_val_count=2, epochs=2, dim=16, depth=1))
+    assert set(results["points"]) == {point_key(s, 7), point_key(s, 10)}
+    assert point_key(s, 10) == "10+align+d16x1+val2+ep2"
+    point = results["points"]["10+align+d16x1+val2+ep2"]
+    assert (point["n_train"], point["n_large_only"], point["n_val"]) == (10, 3, 3)
+    assert len(point["per_seed"][0]) == 2 and len(point["fresh_test"]["per_seed"][0]) == 10
+    assert len(point["fresh_test"]["pooled"]["ratio_trained_ci"]) == 2
+    assert results["set_seeds"] == {str(pair_sets / "large_only"): 4}
+    assert out.with_suffix(".png").is_file() and out.with_name(out.stem + "_scatter.png").is_file()
+    md = out.with_suffix(".md").read_text()
+    assert "## Fresh test networks: 10 more" in md and "(make-pairs seed 4)" in md
+    _main(monkeypatch, "kt_functional_scaling", "--render", "--out", out)
+    assert out.with_suffix(".md").read_text() == md
+    # a later invocation reuses the finished seeds of the cache: the same accuracies, no training
+    monkeypatch.setattr(
+        "kdforge.experiments.kt_scaling_run.measure_seed", lambda *a, **k: pytest.fail("trained")
+    )
+    _main(monkeypatch, "kt_functional_scaling", *args, "--extra-counts", 3)
+    assert json.loads(out.read_text())["points"]["10+align+d16x1+val2+ep2"]["per_seed"] == point["per_seed"]
+    # the point joins a KT table of the same split as a row (no training), its pooled CI included
+    table = tmp_path / "kt_table.json"
+    _main(monkeypatch, "kt_table", "--pairs", pair_sets / "full", *tiny, "--rows", "MSE, MLP", "--out", table)
+    _main(
+        monkeypatch, "kt_table", "--merge-scaling", out, "--point", "10+align+d16x1+val2+ep2", "--out", table
+    )
+    merged = json.loads(table.read_text())
+    name = next(iter(merged["merged"]))
+    assert merged["rows"][name]["per_seed"] == point["per_seed"] and list(merged["rows"])[-1] == TRAINED
+    assert len(merged["merged"][name]["fresh_test"]["pooled"]["ratio_trained_ci"]) == 2
+    with pytest.raises(SystemExit, match="no point"):
+        _main(monkeypatch, "kt_table", "--merge-scaling", out, "--point", "nope", "--out", table)

@@ -224,3 +224,32 @@ def test_kt_functional_scaling_script_measures_merges_and_renders(tmp_path, monk
     assert len(merged["merged"][name]["fresh_test"]["pooled"]["ratio_trained_ci"]) == 2
     with pytest.raises(SystemExit, match="no point"):
         _main(monkeypatch, "kt_table", "--merge-scaling", out, "--point", "nope", "--out", table)
+
+
+@pytest.mark.parametrize(
+    ("script", "markdown"),
+    [("kt_pairs", "kdforge.experiments.kt_pair_speed:pair_speed_markdown"),
+     ("kt_random_init", "kdforge.experiments.kt_random_init:random_init_markdown")],
+)  # fmt: skip
+def test_kt_cost_tables_rerender_byte_for_byte(tmp_path, monkeypatch, script, markdown):
+    module, name = markdown.split(":")
+    md, written = _rendered(tmp_path, script, _load(script), getattr(importlib.import_module(module), name))
+    assert md == (RESULTS / f"{script}.md").read_text() and written == _load(script)
+    out = tmp_path / f"{script}.json"
+    _main(monkeypatch, script, "--render", "--out", out)  # the script's --render: the same file
+    assert out.with_suffix(".md").read_text() == md
+
+
+def test_kt_pairs_and_random_init_scripts_measure_on_the_digits(tmp_path, monkeypatch):
+    pairs, rnd = tmp_path / "kt_pairs.json", tmp_path / "kt_random_init.json"
+    _main(monkeypatch, "kt_pairs", "--dataset", "digits", "--k", 2, "--k-vmap", 2, "--ref-steps", 2,
+          "--eval-images", 100, "--out", pairs)  # fmt: skip
+    rows = json.loads(pairs.read_text())["rows"]
+    assert [r["measured"] for r in rows] == [False, True, True, True]
+    assert rows[1]["speedup_vs_loop_same_schedule"] == 1.0 and rows[0]["speedup_vs_reference"] == 1.0
+    assert all(0.0 <= r["acc_small"] <= 1.0 for r in rows[1:])
+    _main(monkeypatch, "kt_random_init", "--dataset", "digits", "--k", 1, "--ref-epochs", 1, "--draws", 2,
+          "--out", rnd)  # fmt: skip
+    rows = json.loads(rnd.read_text())["rows"]
+    assert len(rows) == 2 and all(len(r["random, skip"]) == 2 and len(r["large network"]) == 1 for r in rows)
+    assert "| 1 |" in rnd.with_suffix(".md").read_text()

@@ -41,7 +41,8 @@ def merge(out: Path, source: str, point: str) -> str:
     """Add one learning-curve point to the table at ``out`` as a row (no training)."""
     results, scaling = json.loads(out.read_text()), json.loads(Path(source).read_text())
     if "info" not in results and point in scaling["points"]:  # tables written before info was stored
-        results["info"] = info_from_provenance(results, scaling, point)
+        ref, n_full = scaling["reference"], scaling["points"][point]["n_full"]
+        results["info"] = info_from_provenance(results, n_full, ref["n_val"], ref["n_test"])
     record = provenance({"merge_scaling": source, "point": point})
     merge_scaling_point(results, scaling, source, point, record)
     write_results(out, results, table_markdown(results))

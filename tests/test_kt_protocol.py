@@ -15,6 +15,7 @@ import pytest
 from kdforge.errors import KdforgeError
 from kdforge.experiments.kt_protocol import (
     TRAINED,
+    info_from_provenance,
     merge_scaling_point,
     pooled_lists,
     seed_stats,
@@ -65,11 +66,20 @@ def test_seed_stats_and_pooled_lists():
     assert pooled_lists([[1, 2], [3, 4]], [[5], [6]]) == [[1, 2, 5], [3, 4, 6]]
 
 
-def test_kt_table_rerenders_byte_for_byte_from_its_json(tmp_path):
-    results = _load("kt_table")
-    md, written = _rendered(tmp_path, "kt_table", results, table_markdown)
-    assert md == (RESULTS / "kt_table.md").read_text()
-    assert written == _load("kt_table")  # every derived field (ratios, CIs, verdicts) as committed
+@pytest.mark.parametrize("name", ["kt_table", "kt_table_functional80"])
+def test_kt_tables_rerender_byte_for_byte_from_their_json(tmp_path, name):
+    md, written = _rendered(tmp_path, name, _load(name), table_markdown)
+    assert md == (RESULTS / f"{name}.md").read_text()
+    assert written == _load(name)  # every derived field (ratios, CIs, verdicts) as committed
+
+
+def test_table_header_facts_of_an_older_table_come_from_its_provenance():
+    old = _load("kt_table_functional80")  # written before tables stored their header facts
+    assert info_from_provenance(old, 135, 19, 38) == old["info"]
+
+
+def test_the_pooled_verdict_is_the_pooled_intervals(tmp_path):
+    md, written = _rendered(tmp_path, "kt_table", _load("kt_table"), table_markdown)
     pooled = written["merged"][next(iter(written["merged"].__reversed__()))]["fresh_test"]["pooled"]
     assert target_verdict(pooled) == "not distinguishable"  # 0.903 of trained, CI [0.888, 0.919]
     assert "Met on the pooled" not in md

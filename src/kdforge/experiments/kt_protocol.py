@@ -259,17 +259,17 @@ def merge_scaling_point(results: dict, scaling: dict, source: str, key: str, mer
     return name
 
 
-def info_from_provenance(results: dict, scaling: dict, key: str) -> dict:
-    """The header facts of a KT table written before tables stored them (from its provenance)."""
-    c, ref = results["provenance"]["config"], scaling["reference"]
-    n_tr = scaling["points"][key]["n_full"]
+def info_from_provenance(results: dict, n_train: int, n_val: int, n_test: int) -> dict:
+    """The header facts of a KT table written before tables stored them: from its provenance and
+    its split's network counts (e.g. a learning-curve point's ``n_full`` and reference)."""
+    c = results["provenance"]["config"]
     return {
         "dataset": c["manifest"]["dataset"],
         "pairs": c["pairs"],
-        "n_all": n_tr + ref["n_val"] + ref["n_test"],
-        "n_train": n_tr,
-        "n_val": ref["n_val"],
-        "n_test": ref["n_test"],
+        "n_all": n_train + n_val + n_test,
+        "n_train": n_train,
+        "n_val": n_val,
+        "n_test": n_test,
         "skip": c["manifest"]["spec"]["small_skip"],
         "schedule": c["manifest"]["schedule"],
         "generation_seconds": c["generation_seconds"],

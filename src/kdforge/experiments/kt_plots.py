@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import statistics as st
 from pathlib import Path
+from types import ModuleType
 
-import matplotlib
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+def _pyplot() -> ModuleType:
+    """``matplotlib.pyplot`` on the file-only Agg backend (imported when a plot is drawn)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _per_network(per_seed: list[list[float]]) -> list[float]:
@@ -17,6 +23,7 @@ def _per_network(per_seed: list[list[float]]) -> list[float]:
 
 def table_plots(results: dict, rows: list[str], out: Path) -> None:
     """``<stem>_scatter.png`` (per test network: row vs trained) and ``<stem>_curves.png`` (seed 0)."""
+    plt = _pyplot()
     stem = out.stem.replace("kt_table", "kt")
     table = results["rows"]
     trained = table["trained small block (upper bound)"]["per_seed"][0]
@@ -60,6 +67,7 @@ def _families(points: list[dict]) -> dict[str, list[dict]]:
 
 def scaling_curve(results: dict, points: list[dict], out: Path) -> None:
     """``<stem>.png``: test accuracy vs training networks, one line per configuration."""
+    plt = _pyplot()
     ref, marks = results["reference"], "o^Ds*vPX"
     t_mean, r_mean = st.mean(ref["trained"]), st.mean(v for s in ref["random"] for v in s)
     fig, ax = plt.subplots(figsize=(6, 4.2))
@@ -100,6 +108,7 @@ def scaling_scatter(points: list[dict], ref: dict, out: Path) -> None:
     """``<stem>_scatter.png``: per test network, translated (mean over seeds) vs trained accuracy of the
     point the largest validation set selects (best mean validation accuracy among points using it),
     beside its validation curves."""
+    plt = _pyplot()
     cand = [p for p in points if p.get("best_val_acc")]
     if not cand:
         return

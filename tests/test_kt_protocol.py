@@ -23,7 +23,7 @@ from kdforge.experiments.kt_protocol import (
     target_verdict,
 )
 from kdforge.experiments.kt_scaling import point_key, point_label, scaling_markdown
-from kdforge.experiments.kt_scaling_run import ScalingSettings
+from kdforge.experiments.kt_scaling_run import ScalingSettings, import_point
 from kdforge.report.provenance import write_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,6 +130,15 @@ def test_point_keys_and_labels_name_every_variant():
     assert point_label(s, 135, 1320, 179) == committed[point_key(s, 1455)]["label"]
     assert point_label(s, 135, 1320, 179).startswith(label)
     assert point_key(vars(ScalingSettings()), 311) == "311"
+
+
+def test_an_earlier_tables_functional_row_imports_only_onto_the_same_test_networks():
+    scaling = _load("kt_functional_scaling")
+    ref, path = scaling["reference"], "benchmarks/results/kt_table_functional80.json"
+    control = import_point(str(ROOT / path), ref["trained"], ref["template"])
+    assert control["per_seed"] == scaling["control"]["per_seed"] and control["epochs"] == 80
+    with pytest.raises(KdforgeError, match="test networks differ"):
+        import_point(str(ROOT / path), ref["trained"], [a + 0.01 for a in ref["template"]])
 
 
 def test_kt_benchmarks_are_thin_declarations_that_import_no_other_script():

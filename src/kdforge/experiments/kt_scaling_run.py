@@ -219,6 +219,33 @@ def _imports(s: ScalingSettings, results: dict, n_full: int) -> None:
         results["control"] = {**c, "n_train": n_full, **seed_stats(c["per_seed"])}
 
 
+def _large_only(
+    s: ScalingSettings, split: kt_runs.KtSplit, ref_net: dict | None
+) -> tuple[dict | None, dict | None]:
+    """The large-only sets merged in order (aligned like the split), when any point needs them, and
+    the first set's manifest."""
+    if any(s.extra_counts):
+        loaded = [load_pairs(d, split.spec) for d in s.extra]
+        extra = merge_pair_sets(*loaded)
+        return (align_channels(extra, ref_net) if s.align else extra), loaded[0][1]
+    manifest = Path(s.extra[0], "manifest.json")
+    return None, (json.loads(manifest.read_text()) if manifest.exists() else None)
+
+
+def _extra_validation(
+    s: ScalingSettings, split: kt_runs.KtSplit, val: dict, ref_net: dict | None
+) -> tuple[dict, dict | None]:
+    """Validation networks plus the first ``extra_val_count`` of ``extra_val`` (steadier checkpoint
+    selection; test untouched), and those extra networks' generation time."""
+    if not s.extra_val_count:
+        return val, None
+    xv, xv_manifest = load_pairs(s.extra_val, split.spec)
+    xv = {k: v[: s.extra_val_count] for k, v in xv.items()}
+    xv = align_channels(xv, ref_net) if s.align else xv
+    val = merge_pair_sets((val, split.manifest), (xv, xv_manifest))
+    return val, generation_time(s.extra_val, -(-s.extra_val_count // xv_manifest["shard_size"]))
+
+
 def run_scaling(s: ScalingSettings, results: dict, command: str) -> tuple[dict, dict, dict | None]:
     """Measure the points ``s.extra_counts`` into ``results`` (earlier points kept).
 
@@ -241,20 +268,8 @@ def run_scaling(s: ScalingSettings, results: dict, command: str) -> tuple[dict, 
         results["reference"]["template_aligned"] = kt_runs.accuracy(split, te, aligned)
     _imports(s, results, n_full)
     fresh = _fresh_test(s, split, results, ref_net)
-    extra = extra_manifest = None
-    if any(s.extra_counts):
-        loaded = [load_pairs(d, split.spec) for d in s.extra]
-        extra, extra_manifest = merge_pair_sets(*loaded), loaded[0][1]
-        extra = align_channels(extra, ref_net) if s.align else extra
-    elif (Path(s.extra[0]) / "manifest.json").exists():  # re-render only: the extra set's manifest
-        extra_manifest = json.loads((Path(s.extra[0]) / "manifest.json").read_text())
-    gen_val = None
-    if s.extra_val_count:  # more validation networks: steadier checkpoint selection (test untouched)
-        xv, xv_manifest = load_pairs(s.extra_val, split.spec)
-        xv = {k: v[: s.extra_val_count] for k, v in xv.items()}
-        xv = align_channels(xv, ref_net) if s.align else xv
-        va = merge_pair_sets((va, split.manifest), (xv, xv_manifest))
-        gen_val = generation_time(s.extra_val, -(-s.extra_val_count // xv_manifest["shard_size"]))
+    extra, extra_manifest = _large_only(s, split, ref_net)
+    va, gen_val = _extra_validation(s, split, va, ref_net)
     banks: dict = {}
     for n_extra in s.extra_counts:
         train = tr

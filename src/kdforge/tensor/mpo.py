@@ -16,6 +16,7 @@ spectrum (its Frobenius norm equals ``||W||_F``).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -215,7 +216,8 @@ def contraction_plan(shapes: list[tuple[int, int, int, int]]) -> tuple[int, dict
     Merging segments ``[p..m]`` and ``[m+1..q]`` costs
     ``d_{p-1} * (I J)_{p..m} * d_m * (I J)_{m+1..q} * d_q`` multiply-adds. For the
     reference's ``[a, 1, 1, 1, b]`` factorizations this multiplies the small middle
-    ``d x d`` tensors together first instead of sweeping left to right.
+    ``d x d`` tensors together first instead of sweeping left to right. Plans are
+    cached per tuple of shapes (a layer asks for its own plan every forward).
 
     Args:
         shapes: core shapes ``(d_{k-1}, i_k, j_k, d_k)``.
@@ -223,6 +225,12 @@ def contraction_plan(shapes: list[tuple[int, int, int, int]]) -> tuple[int, dict
     Returns:
         ``(total multiply-adds, {(p, q): split m})``.
     """
+    cost, split = _plan(tuple(tuple(int(d) for d in s) for s in shapes))
+    return cost, dict(split)
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(shapes: tuple[tuple[int, ...], ...]) -> tuple[int, dict[tuple[int, int], int]]:
     n = len(shapes)
     ij = [i * j for _, i, j, _ in shapes]
     cost: dict[tuple[int, int], int] = {(k, k): 0 for k in range(n)}
@@ -241,25 +249,36 @@ def contraction_plan(shapes: list[tuple[int, int, int, int]]) -> tuple[int, dict
 
 
 def _contract_segment(cores: list[Tensor], p: int, q: int, split: dict[tuple[int, int], int]) -> Tensor:
+    """Segment ``[p..q]`` as ``(d_{p-1}, (i_p j_p ... i_q j_q), d_q)``, its free indices interleaved.
+
+    In this layout merging two segments is one plain matrix product of free views
+    (``(d_{p-1} m_1, d_m) @ (d_m, m_2 d_q)``): no permutation or copy until the end.
+    """
     if p == q:
-        return cores[p]
+        d0, i, j, d1 = cores[p].shape
+        return cores[p].reshape(d0, i * j, d1)
     m = split[p, q]
     a = _contract_segment(cores, p, m, split)
     b = _contract_segment(cores, m + 1, q, split)
-    d0, i1, j1, _ = a.shape
-    _, i2, j2, d2 = b.shape
-    return torch.einsum("aijb,bklc->aikjlc", a, b).reshape(d0, i1 * i2, j1 * j2, d2)
+    (d0, m1, d1), (_, m2, d2) = a.shape, b.shape
+    return (a.reshape(d0 * m1, d1) @ b.reshape(d1, m2 * d2)).view(d0, m1 * m2, d2)
 
 
 def mpo_contract(cores: list[Tensor]) -> Tensor:
     """Contract local tensors ``(d_{k-1}, i_k, j_k, d_k)`` back to the ``(prod i, prod j)`` matrix.
 
-    Differentiable with respect to every core; uses the cheapest pairwise order
-    (:func:`contraction_plan`).
+    Differentiable with respect to every core. Uses the cheapest pairwise order
+    (:func:`contraction_plan`), each merge a single matrix product in the
+    interleaved ``(i_1, j_1, ..., i_n, j_n)`` layout, and one permutation at the end.
     """
-    _, split = contraction_plan([tuple(c.shape) for c in cores])
-    full = _contract_segment(list(cores), 0, len(cores) - 1, split)
-    return full.reshape(full.shape[1], full.shape[2])
+    n = len(cores)
+    _, split = _plan(tuple(tuple(c.shape) for c in cores))
+    full = _contract_segment(list(cores), 0, n - 1, split)
+    rows = [int(c.shape[1]) for c in cores]
+    cols = [int(c.shape[2]) for c in cores]
+    interleaved = full.view([f for k in range(n) for f in (rows[k], cols[k])])
+    w = interleaved.permute([*range(0, 2 * n, 2), *range(1, 2 * n, 2)])
+    return w.reshape(math.prod(rows), math.prod(cols))
 
 
 def _split_two(x: int) -> tuple[int, int]:

@@ -15,12 +15,14 @@ import pytest
 from kdforge.experiments import (
     cli_startup,
     east_image_pairs,
+    east_protocol,
     east_text_pairs,
     east_text_table,
     engine_overhead,
     precision_check,
     quickstart_seeds,
 )
+from kdforge.experiments.east_grid import EastGrid
 from kdforge.report.provenance import write_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -213,3 +215,44 @@ def test_lambda_grid_text_lists_every_variant_and_lambda():
 def test_image_pair_titles_read_the_label_count_of_the_recipe_or_the_override():
     assert east_image_pairs.title("digits_ae", ["data.subset=75"], CONFIGS).endswith("digits, 75 labels")
     assert "FMNIST 10 classes" in east_image_pairs.title("fmnist_coarse", [], CONFIGS)
+
+
+def _body(markdown: str) -> str:
+    """A results table without its provenance footer (command, date, commit differ between runs)."""
+    return markdown.split("\n\n<sub>command:")[0]
+
+
+@pytest.mark.parametrize(
+    ("script", "name", "runner", "argv", "grid"),
+    [
+        ("east_table", "east_table_lam0.3", "run_table", ["--ds", "32", "--lam", "0.3", "--no-baseline"],
+         east_text_table.TextTableGrid([0, 1, 2], [32], 4, ["tweets", "amazon"], 0.3, False)),
+        ("east_text", "east_text_tweets", "run_pair",
+         ["--pair", "tweets", "--reuse", "old/east_text_tweets.json"],
+         EastGrid([0, 1, 2], [8, 32, 128], 32, [0.1, 0.3, 0.5], [0], [], [])),
+        ("east_images", "east_images_digits", "run_pairs", ["--pairs", "digits_ae", "digits_coarse"],
+         EastGrid([0, 1, 2], [8, 16, 32, 64], 16, [0.3, 0.7], None, [], [])),
+    ],
+)  # fmt: skip
+def test_east_scripts_run_mode_hands_the_declared_grid_to_the_library(
+    tmp_path, monkeypatch, script, name, runner, argv, grid
+):
+    """With the library's runs stubbed by the committed ones, a run writes the committed table again."""
+    committed = {k: v for k, v in _load(name).items() if k != "provenance"}
+    calls = []
+    monkeypatch.setattr(
+        east_protocol, "plot_pairs", lambda tables, ds, out: calls.append(("plot", list(tables)))
+    )
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    module = importlib.import_module(script)
+    target = east_image_pairs if script == "east_images" else module
+    monkeypatch.setattr(target, runner, lambda *args: calls.append(args) or committed)
+    out = tmp_path / f"{name}.json"
+    monkeypatch.setattr(sys, "argv", [f"{script}.py", *argv, "--out", str(out)])
+    try:
+        module.main()
+    finally:
+        sys.modules.pop(script, None)
+    assert [a for a in calls[0] if isinstance(a, (EastGrid, east_text_table.TextTableGrid))] == [grid]
+    assert calls[1][0] == "plot"
+    assert _body(out.with_suffix(".md").read_text()) == _body((RESULTS / f"{name}.md").read_text())

@@ -256,3 +256,73 @@ def test_east_scripts_run_mode_hands_the_declared_grid_to_the_library(
     assert [a for a in calls[0] if isinstance(a, (EastGrid, east_text_table.TextTableGrid))] == [grid]
     assert calls[1][0] == "plot"
     assert _body(out.with_suffix(".md").read_text()) == _body((RESULTS / f"{name}.md").read_text())
+
+
+def _run_script(monkeypatch, script: str, *argv: str, patch: dict | None = None) -> None:
+    """Run ``benchmarks/<script>.py``'s main with ``argv``, after setting ``patch``'s attributes on it."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    module = importlib.import_module(script)
+    for attr, value in (patch or {}).items():
+        monkeypatch.setattr(module, attr, value)
+    monkeypatch.setattr(sys, "argv", [f"{script}.py", *argv])
+    try:
+        module.main()
+    finally:
+        sys.modules.pop(script, None)
+
+
+def test_quickstart_seeds_run_mode_rebuilds_the_committed_table_from_the_seeds_results(tmp_path, monkeypatch):
+    committed = _load("quickstart")
+
+    def fake_quickstart(tmp, dataset, data_dir, seed, progress):
+        s = next(x for x in committed["per_seed"] if x["seed"] == seed)
+        rows = [
+            {"name": n, **row, "ratios": s["ratios_kd"] if n == "kd" else {}} for n, row in s["rows"].items()
+        ]
+        clock["now"] += s["cpu_time_s"]
+        return {
+            "report": {"rows": rows},
+            "kd_gain_points": s["kd_gain"],
+            "wall_time_s": s["wall_time_s"],
+            "teacher_time_s": s["teacher_time_s"],
+            "selection": {arm: {"overrides": o} for arm, o in s["selected"].items()},
+        }
+
+    clock = {"now": 0.0}  # process CPU time: each fake run advances it by its committed seconds
+    monkeypatch.setattr("time.process_time", lambda: clock["now"])
+    out = tmp_path / "quickstart.json"
+    _run_script(monkeypatch, "quickstart_seeds", "--out", str(out), patch={"quickstart": fake_quickstart})
+    assert _body(out.with_suffix(".md").read_text()) == _body((RESULTS / "quickstart.md").read_text())
+
+
+def test_cli_startup_run_mode_rebuilds_the_committed_table_from_the_committed_times(tmp_path, monkeypatch):
+    committed = _load("cli_startup")
+    monkeypatch.setattr(
+        cli_startup, "measure", lambda cmds, rounds: (committed["times_s"], committed["cpu_times_s"])
+    )
+    out = tmp_path / "cli_startup.json"
+    _run_script(monkeypatch, "cli_startup", "--rounds", "21", "--out", str(out))
+    written = json.loads(out.read_text())
+    assert _body(out.with_suffix(".md").read_text()) == _body((RESULTS / "cli_startup.md").read_text())
+    assert (
+        written["median_s"] == committed["median_s"] and written["meets_target"] == committed["meets_target"]
+    )
+
+
+def test_engine_overhead_run_mode_writes_a_table_per_setting(tmp_path, monkeypatch):
+    out = tmp_path / "engine_overhead.json"
+    steps = str(engine_overhead.WARMUP + 2)
+    _run_script(
+        monkeypatch,
+        "engine_overhead",
+        "--rounds",
+        "1",
+        "--steps",
+        steps,
+        "--batch-size",
+        "4",
+        "--out",
+        str(out),
+    )
+    assert list(json.loads(out.read_text())["results"]) == list(engine_overhead.SETTINGS)
+    assert "| cnn_teacher (cnn teacher, mlp student, batch 4) |" in out.with_suffix(".md").read_text()

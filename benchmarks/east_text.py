@@ -8,10 +8,11 @@ training. Pairs:
 - ``tweets``: train on VADER tweets (4,200 rows); unseen movies, Amazon, NYT.
 - ``amazon``: train on VADER Amazon review snippets (3,708 rows); unseen tweets, movies, NYT.
 
-Protocol (:mod:`kdforge.experiments.east_protocol`, shared with ``east_images.py``): a logistic-regression
-probe on the teacher embedding of the training split, scored on validation, checks that the teacher holds
-more than the student baseline. Then the baseline; lambda per variant (EC at ``--d-select``) chosen on the
-mean validation accuracy over ``--select-seeds``; EC at every d of ``--ds``; every row over ``--seeds``.
+Protocol (:mod:`kdforge.experiments.east_text_pairs`, on :mod:`kdforge.experiments.east_protocol`): a
+logistic-regression probe on the teacher embedding of the training split, scored on validation, checks
+that the teacher holds more than the student baseline. Then the baseline; lambda per variant (EC at
+``--d-select``) chosen on the mean validation accuracy over ``--select-seeds``; EC at every d of
+``--ds``; every row over ``--seeds``.
 
 Setup: ``kdforge embed extract --dataset vader_tweets --model minilm`` (and ``vader_amazon``).
 
@@ -23,140 +24,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from pathlib import Path
 
 import torch
 
-from kdforge.config import load_recipe
-from kdforge.data.text import vader_all
 from kdforge.experiments import east_protocol as east
-from kdforge.experiments.scoring import model_accuracy
+from kdforge.experiments.east_grid import EastGrid
+from kdforge.experiments.east_text_pairs import PAIRS, probe_rows, run_pair
+from kdforge.experiments.east_text_pairs import pair_markdown as markdown
 from kdforge.report.results import rerender_results, save_results
-from kdforge.report.tables import markdown_table, mean_std
 
 CONFIGS = Path(__file__).parents[1] / "configs" / "east"
 RESULTS = Path(__file__).parent / "results"
-PAIRS = {  # pair -> (title, training dataset, baseline recipe, EC recipe, unseen VADER domains)
-    "tweets": (
-        "MiniLM -> text-CNN, VADER tweets",
-        "vader_tweets",
-        "vader_tweets_baseline.yaml",
-        "vader_tweets_ec.yaml",
-        ("movies", "amazon", "nyt"),
-    ),
-    "amazon": (
-        "MiniLM -> text-CNN, VADER Amazon reviews",
-        "vader_amazon",
-        "vader_amazon_baseline.yaml",
-        "vader_amazon_ec.yaml",
-        ("tweets", "movies", "nyt"),
-    ),
-}
-
-
-def run_pair(args: argparse.Namespace) -> dict:
-    _, base, baseline, ec, domains = PAIRS[args.pair]
-    probe = []
-    for seed in args.seeds:
-        labels, acc = east.probe_val_accuracy(load_recipe(CONFIGS / ec, [f"seed={seed}"]), base, seed)
-        probe.append({"pair": args.pair, "seed": seed, "labels": labels, "probe_val_acc": acc})
-    if args.probe:
-        return {"probe": probe}
-    unseen = {d: vader_all(d) for d in domains}
-    score = lambda student: {f"unseen_{d}": model_accuracy(student, data) for d, data in unseen.items()}  # noqa: E731
-    runner = east.SettingRunner(args.pair, CONFIGS, args.output_dir, score, args.set, args.set_teacher, ec)
-    reused = [json.loads(Path(f).read_text()) for f in args.reuse]
-    runner.reuse = [x for old in reused for x in old["runs"]]
-    r = east.run_protocol(runner, baseline, args.lams, args.ds, args.d_select, args.seeds, args.select_seeds)
-    verdict = east.verdict(r["table"], [f"unseen_{d}" for d in domains])
-    res = {
-        "runs": [x for rows in r["all_runs"].values() for x in rows],
-        "probe": probe,
-        "pair": {"chosen_lam": r["chosen_lam"], "val_grid": r["val_grid"], "verdict": verdict},
-    }
-    if reused:  # where the reused runs were trained
-        res["reused_provenance"] = [old["provenance"] for old in reused]
-    return res
-
-
-def markdown(res: dict) -> str:
-    """The table, the lambda grid, the probe check and the verdict of one pair."""
-    args, summary, probe = res["provenance"]["config"], res["pair"], res["probe"]
-    title, base, _, _, domains = PAIRS[args["pair"]]
-    cols = [f"unseen_{d}" for d in domains]
-    table = east.table_from_runs(res["runs"], args["pair"], summary["chosen_lam"], args["ds"], args["seeds"])
-    select = args.get("select_seeds") or args["seeds"]
-    options = [(args.get("set"), "every run overridden with"), (args.get("set_teacher"), "EAsT/EC runs with")]
-    notes = "".join(f"; {text} `{' '.join(values)}`" for values, text in options if values)
-    if args.get("reuse"):
-        notes += f"; identical runs reused from {', '.join(f'`{Path(f).name}`' for f in args['reuse'])}"
-    intro = (
-        f"Accuracy (%) mean ± std over seeds {args['seeds']}. Student `text_cnn` from scratch on `{base}` "
-        "(fixed 20% test split, validation carved from the rest per seed); teacher all-MiniLM-L6-v2 "
-        "mean-pooled sentence embedding (cached). Checkpoint selected on validation; lambda per variant "
-        f"chosen from {args['lams']} on mean validation accuracy over seeds {select} (EC at "
-        f"d={args['d_select']}); the verdict's EC row (loss, d) chosen on validation only. Unseen = whole "
-        f"VADER {' / '.join(domains)} sets, no further training. Protocol: `benchmarks/east_text.py`{notes}."
-    )
-    probe_text = (
-        "Teacher check (validation only): a logistic-regression probe on the standardised teacher "
-        f"embedding of the same {probe[0]['labels']} training examples reaches "
-        f"{mean_std([p['probe_val_acc'] for p in probe])} validation accuracy vs "
-        f"{mean_std([x['val_acc'] for x in table['baseline']])} for the student baseline."
-    )
-    cells = []
-    for label, rows in table.items():
-        unseen_mean = [statistics.mean(x[c] for c in cols) for x in rows]
-        cells.append(
-            [
-                label,
-                "-" if rows[0]["lam"] is None else rows[0]["lam"],
-                mean_std([x["val_acc"] for x in rows]),
-                mean_std([x["test_acc"] for x in rows]),
-                *[mean_std([x[c] for x in rows]) for c in cols],
-                mean_std(unseen_mean),
-            ]
-        )
-    header = ["row", "lambda", "val", "test", *[f"unseen {d}" for d in domains], "unseen mean"]
-    v = summary["verdict"]
-    noise = max(
-        100 * statistics.stdev([statistics.mean(x[c] for c in cols) for x in table[k]])
-        for k in (v["ec_row_by_val"], "baseline")
-    )
-    small = v["generalises_better"] and max(v["unseen_gain_over"].values()) < noise
-    gains = ", ".join(f"{k} {g:+.2f}" for k, g in v["test_gain_over"].items())
-    ugains = ", ".join(f"{k} {g:+.2f}" for k, g in v["unseen_gain_over"].items())
-    grid = "; ".join(
-        f"{k}: " + ", ".join(f"λ={lam} {acc:.2f}" for lam, acc in g.items())
-        for k, g in summary["val_grid"].items()
-    )
-    verdict = (
-        f"Verdict: EC row chosen on validation = **{v['ec_row_by_val']}**; test gain over {gains}; "
-        f"unseen-mean gain over {ugains}. Target (>= 1.0 test point over the baseline and both EAsT rows) "
-        f"**{'met' if v['met'] else 'missed'}** on this pair; unseen sets "
-        f"**{'better' if v['generalises_better'] else 'not better than all three'}** (mean over domains)"
-        + (
-            f", but by less than the seed std of the unseen mean ({noise:.2f}): not a clear gain."
-            if small
-            else "."
-        )
-    )
-    return "\n".join(
-        [
-            f"# EAsT / EC on text: {title}",
-            "",
-            intro,
-            "",
-            probe_text,
-            "",
-            markdown_table(header, cells),
-            "",
-            f"Validation accuracy of the lambda grid (seeds {select}): {grid}.",
-            "",
-            verdict,
-        ]
-    )
 
 
 def main() -> None:
@@ -180,10 +59,13 @@ def main() -> None:
         print(rerender_results(args.out, markdown))
         return
     torch.set_num_threads(1)  # small models on a shared CPU
-    res = run_pair(args)
     if args.probe:
-        print(json.dumps(res["probe"], indent=1))
+        print(json.dumps(probe_rows(args.pair, CONFIGS, args.seeds), indent=1))
         return
+    grid = EastGrid(
+        args.seeds, args.ds, args.d_select, args.lams, args.select_seeds, args.set, args.set_teacher
+    )
+    res = run_pair(args.pair, grid, CONFIGS, args.output_dir, args.reuse)
     print(save_results(args.out, res, markdown, vars(args), args.seeds))
     table = east.table_from_runs(res["runs"], args.pair, res["pair"]["chosen_lam"], args.ds, args.seeds)
     east.plot_pairs({args.pair: table}, args.ds, Path(args.out).with_suffix(".png"))

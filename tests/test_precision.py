@@ -8,7 +8,6 @@ float32 step's with ``|delta - delta_fp32| / |delta_fp32| <= 0.005`` (fp16) and 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -235,11 +234,8 @@ def test_gpu_check_bad_usage_exits_2_with_a_fix(args, message):
 
 
 def test_gpu_check_flags_a_disagreement():
-    spec = importlib.util.spec_from_file_location(
-        "precision_check", ROOT / "benchmarks" / "precision_check.py"
-    )
-    check = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(check)
+    from kdforge.experiments import precision_check as check
+
     ref = {"val_acc": 0.90, "test_acc": 0.90, "val_loss": 0.40}
     runs = {"no": ref, "bf16": {**ref, "test_acc": 0.89}, "fp16": {**ref, "val_loss": 0.42}}
     assert check.compare(runs, acc_tol=0.02, loss_tol=0.01) == [

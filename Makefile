@@ -26,7 +26,7 @@ data:  ## install the default data (Fashion-MNIST, Debian package dataset-fashio
 data-text: setup  ## one-time download of the VADER sentiment sets (PyPI sdist) for the NLP recipes
 	$(VENV)/bin/kdforge embed download-vader
 
-demo: setup data  ## set up, then train teacher / student / student+KD on Fashion-MNIST
+demo: setup data  ## set up, then `kdforge quickstart`: KD with 500 labels + 20,000 unlabelled Fashion-MNIST images
 	$(VENV)/bin/kdforge quickstart
 
 test: setup  ## set up, then run the test suite (fast; no slow marker)

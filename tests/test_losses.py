@@ -95,3 +95,21 @@ def test_fitnet_no_grad_into_teacher():
     fitnet_loss(s, t).backward()
     assert t.grad is None and s.grad is not None
     assert math.isfinite(s.grad.sum().item())
+
+
+def test_hinton_ce_ignores_unlabelled_rows():
+    torch.manual_seed(0)
+    zs, zt = torch.randn(6, 4), torch.randn(6, 4)
+    y = torch.tensor([2, -1, 0, -1, -1, 3])
+    ce, kl = hinton_loss(zs, zt, y, 2.0, 0.5)
+    keep = y >= 0
+    assert ce.item() == pytest.approx(0.5 * F.cross_entropy(zs[keep], y[keep]).item(), rel=1e-6)
+    assert kl.item() == pytest.approx(0.5 * kd_loss(zs, zt, 2.0).item(), rel=1e-6)  # KL on every row
+
+
+def test_hinton_all_unlabelled_batch_is_finite_and_trains_on_soft_targets():
+    zs = torch.randn(5, 3, requires_grad=True)
+    ce, kl = hinton_loss(zs, torch.randn(5, 3), torch.full((5,), -1), 4.0, 0.9)
+    assert ce.item() == 0.0
+    (ce + kl).backward()
+    assert torch.isfinite(zs.grad).all() and zs.grad.abs().sum() > 0

@@ -1,6 +1,13 @@
 """Data sets (registered by name) and batching utilities."""
 
-from kdforge.data import hf_disk, image_folder, tabular_text, text, vision  # noqa: F401  (registers datasets)
+from kdforge.data import (  # noqa: F401  (registers datasets)
+    few_labels,
+    hf_disk,
+    image_folder,
+    tabular_text,
+    text,
+    vision,
+)
 from kdforge.data._batches import TensorData, iter_batches
 from kdforge.data.vision import Splits
 

@@ -35,6 +35,26 @@ def kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float =
     return kl * temperature**2
 
 
+#: Target value marking an unlabelled example (only the teacher's soft targets apply to it).
+UNLABELLED = -1
+
+
+def labelled_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
+    """Cross-entropy averaged over the labelled rows only (``targets >= 0``).
+
+    Rows whose target is :data:`UNLABELLED` (any negative value) are left out of the mean; a batch
+    without a labelled row gives ``0`` (still attached to the graph), not NaN as
+    ``F.cross_entropy(..., ignore_index=-1)`` would. With every row labelled this equals
+    ``F.cross_entropy(logits, targets)``.
+    """
+    labelled = targets >= 0
+    if bool(labelled.all()):
+        return F.cross_entropy(logits, targets)
+    if not bool(labelled.any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits[labelled], targets[labelled])
+
+
 def hinton_loss(
     student_logits: Tensor,
     teacher_logits: Tensor,
@@ -42,6 +62,10 @@ def hinton_loss(
     temperature: float,
     alpha: float,
 ) -> tuple[Tensor, Tensor]:
-    """The two weighted terms of Hinton KD: ``((1-alpha)*CE, alpha*T^2*KL)``."""
-    ce = F.cross_entropy(student_logits, targets)
+    """The two weighted terms of Hinton KD: ``((1-alpha)*CE, alpha*T^2*KL)``.
+
+    The CE term averages over labelled rows only (:func:`labelled_cross_entropy`), so examples
+    marked ``y = -1`` (an unlabelled pool) learn from the teacher's soft targets alone.
+    """
+    ce = labelled_cross_entropy(student_logits, targets)
     return (1 - alpha) * ce, alpha * kd_loss(student_logits, teacher_logits, temperature)

@@ -30,8 +30,8 @@ PER_CLASS, TEST_PER_CLASS = 400, 200  # 4,000 training PNGs (val carved from the
 WORK = Path("runs/bench_distill_image_folder")
 SEEDS = [0, 1, 2]
 TEACHER = f"""name: teacher
-output_dir: {WORK}
-data: {{name: image_folder, data_dir: {WORK / "images"}}}
+output_dir: {WORK.resolve()}
+data: {{name: image_folder, data_dir: {(WORK / "images").resolve()}}}
 student: {{name: cnn, kwargs: {{channels: [32, 64], fc: 128}}}}
 train: {{epochs: 10, lr: 0.003}}
 """

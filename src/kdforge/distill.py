@@ -163,6 +163,11 @@ def resolve_teacher(cfg: DistillConfig) -> tuple[dict[str, Any], int | None]:
         spec = json.loads(spec_path.read_text())
         model = {"name": spec["model"], "kwargs": spec.get("kwargs", {}), "checkpoint": str(path)}
         return model, cfg.teacher_outputs or spec.get("num_classes")
+    from kdforge.models.reference import carries_weights
+
+    if not cfg.teacher_checkpoint and carries_weights(cfg.teacher):  # hf:DIR, torchscript:, py:, FILE.py:
+        model = {"name": cfg.teacher, "kwargs": dict(cfg.teacher_kwargs), "checkpoint": None}
+        return model, cfg.teacher_outputs
     if not cfg.teacher_checkpoint:
         raise KdforgeError(
             f"teacher '{cfg.teacher}' is a model name without weights: distilling an untrained teacher "
@@ -362,11 +367,17 @@ def distill(cfg: DistillConfig, progress: bool = True, say: Callable[[str], None
     from kdforge.engine.run import build_method
 
     teacher_model = build_method(teacher_run, splits).student
+    teacher_weights = teacher["checkpoint"]
+    if teacher_weights is None:  # a reference that brings its own weights: measure them as saved
+        from safetensors.torch import save_model
+
+        teacher_weights = out / "teacher.safetensors"
+        save_model(teacher_model, str(teacher_weights))
     entries = [
         ReportEntry(
             "teacher",
             teacher_model,
-            Path(teacher["checkpoint"]),
+            Path(teacher_weights),
             [scores["test_acc"]],
             [scores["val_acc"]],
             "teacher",

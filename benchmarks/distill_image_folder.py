@@ -33,7 +33,7 @@ TEACHER = f"""name: teacher
 output_dir: {WORK.resolve()}
 data: {{name: image_folder, data_dir: {(WORK / "images").resolve()}}}
 student: {{name: cnn, kwargs: {{channels: [32, 64], fc: 128}}}}
-train: {{epochs: 10, lr: 0.003}}
+train: {{epochs: 25, lr: 0.003}}
 """
 DISTILL = [
     *("--teacher", str(WORK / "teacher/student.safetensors"), "--data", "image_folder"),

@@ -32,8 +32,8 @@ SEEDS = [0, 1, 2]
 TEACHER = f"""name: teacher
 output_dir: {WORK.resolve()}
 data: {{name: image_folder, data_dir: {(WORK / "images").resolve()}}}
-student: {{name: cnn, kwargs: {{channels: [32, 64], fc: 128}}}}
-train: {{epochs: 25, lr: 0.003}}
+student: {{name: cnn, kwargs: {{channels: [32, 64], fc: 128, global_pool: false}}}}
+train: {{epochs: 20, lr: 0.003}}
 """
 DISTILL = [
     *("--teacher", str(WORK / "teacher/student.safetensors"), "--data", "image_folder"),

@@ -214,8 +214,11 @@ def test_a_teacher_reference_that_brings_its_own_weights_needs_no_checkpoint(tmp
     teacher, outputs = resolve_teacher(_cfg(tmp_path, name, teacher_outputs=12))
     assert teacher == {"name": name, "kwargs": {}, "checkpoint": None} and outputs == 12
     cfg = _cfg(tmp_path, name, teacher_outputs=12, head_steps=30, head_lr=0.03, grid=TuningGrid(lr=[0.05]))
-    result = distill(cfg, progress=False, say=lambda _: None)
+    said: list[str] = []
+    result = distill(cfg, progress=False, say=said.append)
     assert result["report"]["rows"][0]["file_bytes"] > 0  # the probed teacher's weights, measured
+    if not sys.stderr.isatty():  # one line per run, counted even without a progress bar
+        assert [m.split(" ")[1] for m in said if m.startswith("run ")] == ["1/3", "2/3", "3/3"]
 
 
 def test_schedule_lengths_are_tuned_alike_for_every_arm(tmp_path, digits_teacher):

@@ -342,13 +342,15 @@ def distill(cfg: DistillConfig, progress: bool = True, say: Callable[[str], None
         total=total, desc="distill", unit="run", disable=None if progress else True, dynamic_ncols=True
     )
     log_lines = not sys.stderr.isatty()  # no bar to watch: one line per finished run instead
+    done = 0  # counted here: a disabled bar (--no-progress) does not count
     for arm, trials in arms.items():
         summaries = []
         for trial in trials:  # one trial at a time: a bar over every run and a line per run
             summaries += run_sweep([trial], out / "runs", resume=True, progress=False)
             bar.update(1)
+            done += 1
             if log_lines:
-                say(f"run {bar.n}/{total} {trial.name}: val {100 * summaries[-1]['val_acc']:.2f}%")
+                say(f"run {done}/{total} {trial.name}: val {100 * summaries[-1]['val_acc']:.2f}%")
         best = select_best(summaries, metric="val_acc")[()]
         selection[arm] = {
             "overrides": best["overrides"],

@@ -22,6 +22,7 @@ from kdforge.distill import (
     fit_teacher_head,
     make_arm_trials,
     resolve_teacher,
+    score_teacher,
 )
 from kdforge.errors import KdforgeError
 from kdforge.models import build_model
@@ -100,6 +101,15 @@ def test_cli_distill_prints_the_report(tmp_path, digits_teacher):
     assert "| kd |" in r.stdout and "x smaller" in r.stdout and "[distill]" in r.stderr
     assert r.stderr.count("[distill] run ") == 2  # not a terminal: one line per finished run (1 lr, 1 T)
     assert yaml.safe_load((out / "distill.yaml").read_text())["student_kwargs"] == {"hidden": [8]}
+    stamps = [p.stat().st_mtime_ns for p in sorted(out.glob("runs/*/summary.json"))]
+    again = subprocess.run(  # an interrupted command's suggested resume line (same flags + --resume)
+        [sys.executable, "-m", "kdforge.cli", "distill", *map(str, args), "--resume"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 0, again.stderr
+    assert [p.stat().st_mtime_ns for p in sorted(out.glob("runs/*/summary.json"))] == stamps
     bad = subprocess.run(
         [
             sys.executable,
@@ -232,3 +242,14 @@ def test_schedule_lengths_are_tuned_alike_for_every_arm(tmp_path, digits_teacher
         assert all(t.config.train.epochs * (1097 // 100) >= 45 for t in trials)
     with pytest.raises(KdforgeError, match="grid steps"):
         check_config(_cfg(tmp_path, "t.safetensors", grid=TuningGrid(steps=[0])))
+
+
+def test_teacher_scores_are_recomputed_when_the_splits_change(tmp_path, digits_teacher):
+    teacher, summary = digits_teacher
+    model = resolve_teacher(_cfg(tmp_path, teacher["checkpoint"]))[0]
+    first = score_teacher(_cfg(tmp_path, teacher["checkpoint"]), model)
+    assert first["val_acc"] == pytest.approx(summary["val_acc"])  # same splits as the teacher's run
+    other = score_teacher(_cfg(tmp_path, teacher["checkpoint"], seeds=[5]), model)  # another val split
+    assert other["teacher"] != first["teacher"]
+    again = score_teacher(_cfg(tmp_path, teacher["checkpoint"], seeds=[5]), model)
+    assert again == other

@@ -174,6 +174,9 @@ def distill(
         _DISTILL.output_dir, "--output-dir", help="Runs, recipe and report go here."
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Accepted for symmetry with `run`: finished runs are always reused."
+    ),
 ) -> None:
     """Distil a teacher into a smaller student, tuned fairly on validation, and write a report.
 
@@ -234,6 +237,9 @@ def quickstart(
     data_dir: str = typer.Option(None, "--data-dir", help="MNIST-format IDX directory (dataset idx)."),
     seed: int = typer.Option(0, help="Seed for the labelled subset, the validation split, init and order."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Accepted for symmetry with `run`: the teacher and finished runs are reused."
+    ),
 ) -> None:
     """Distillation where it pays: 500 labels plus 20,000 unlabelled images the teacher labels.
 

@@ -251,7 +251,10 @@ def score_teacher(cfg: DistillConfig, teacher: dict[str, Any]) -> dict[str, floa
     from kdforge.engine.trainer import evaluate
 
     path = Path(cfg.output_dir) / "teacher_scores.json"
-    key = json.dumps(teacher, sort_keys=True)
+    # the scores depend on the teacher and on the splits (data settings and the first seed)
+    key = json.dumps(
+        {"teacher": teacher, "data": _data_section(cfg, False), "seed": cfg.seeds[0]}, sort_keys=True
+    )
     if path.is_file() and json.loads(path.read_text()).get("teacher") == key:
         return json.loads(path.read_text())
     run = from_dict(
@@ -265,6 +268,7 @@ def score_teacher(cfg: DistillConfig, teacher: dict[str, Any]) -> dict[str, floa
         "val_acc": evaluate(method, splits.val, 1000, device)["acc"],
         "test_acc": evaluate(method, splits.test, 1000, device)["acc"],
     }
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(scores, indent=1))
     return scores
 

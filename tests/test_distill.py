@@ -205,6 +205,32 @@ def test_bad_teacher_files(tmp_path):
     assert named == {"name": "mlp", "kwargs": {}, "checkpoint": "w.safetensors"} and outputs is None
 
 
+def test_a_teacher_reference_that_brings_its_own_weights_needs_no_checkpoint(tmp_path):
+    # e.g. a frozen pre-trained encoder from the user's own builder file (hf:DIR alike)
+    builder = tmp_path / "my_encoder.py"
+    builder.write_text(
+        "import torch\n"
+        "class Encoder(torch.nn.Module):\n"
+        "    def __init__(self, width):\n"
+        "        super().__init__()\n"
+        "        torch.manual_seed(0)\n"
+        "        self.fc = torch.nn.Linear(64, width)\n"
+        "    def forward(self, x):\n"
+        "        return self.fc(x.flatten(1))\n"
+        "def encoder(input_shape, num_classes):\n"
+        "    return Encoder(num_classes)\n"
+    )
+    name = f"{builder}:encoder"
+    teacher, outputs = resolve_teacher(_cfg(tmp_path, name, teacher_outputs=12))
+    assert teacher == {"name": name, "kwargs": {}, "checkpoint": None} and outputs == 12
+    cfg = _cfg(tmp_path, name, teacher_outputs=12, head_steps=30, head_lr=0.03, grid=TuningGrid(lr=[0.05]))
+    said: list[str] = []
+    result = distill(cfg, progress=False, say=said.append)
+    assert result["report"]["rows"][0]["file_bytes"] > 0  # the probed teacher's weights, measured
+    if not sys.stderr.isatty():  # one line per run, counted even without a progress bar
+        assert [m.split(" ")[1] for m in said if m.startswith("run ")] == ["1/3", "2/3", "3/3"]
+
+
 def test_schedule_lengths_are_tuned_alike_for_every_arm(tmp_path, digits_teacher):
     teacher, _ = digits_teacher
     grid = TuningGrid(lr=[0.01], temperature=[2.0], alpha=[0.9], steps=[20, 45])

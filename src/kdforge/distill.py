@@ -163,6 +163,11 @@ def resolve_teacher(cfg: DistillConfig) -> tuple[dict[str, Any], int | None]:
         spec = json.loads(spec_path.read_text())
         model = {"name": spec["model"], "kwargs": spec.get("kwargs", {}), "checkpoint": str(path)}
         return model, cfg.teacher_outputs or spec.get("num_classes")
+    from kdforge.models.reference import carries_weights
+
+    if not cfg.teacher_checkpoint and carries_weights(cfg.teacher):  # hf:DIR, torchscript:, py:, FILE.py:
+        model = {"name": cfg.teacher, "kwargs": dict(cfg.teacher_kwargs), "checkpoint": None}
+        return model, cfg.teacher_outputs
     if not cfg.teacher_checkpoint:
         raise KdforgeError(
             f"teacher '{cfg.teacher}' is a model name without weights: distilling an untrained teacher "
@@ -342,13 +347,15 @@ def distill(cfg: DistillConfig, progress: bool = True, say: Callable[[str], None
         total=total, desc="distill", unit="run", disable=None if progress else True, dynamic_ncols=True
     )
     log_lines = not sys.stderr.isatty()  # no bar to watch: one line per finished run instead
+    done = 0  # counted here: a disabled bar (--no-progress) does not count
     for arm, trials in arms.items():
         summaries = []
         for trial in trials:  # one trial at a time: a bar over every run and a line per run
             summaries += run_sweep([trial], out / "runs", resume=True, progress=False)
             bar.update(1)
+            done += 1
             if log_lines:
-                say(f"run {bar.n}/{total} {trial.name}: val {100 * summaries[-1]['val_acc']:.2f}%")
+                say(f"run {done}/{total} {trial.name}: val {100 * summaries[-1]['val_acc']:.2f}%")
         best = select_best(summaries, metric="val_acc")[()]
         selection[arm] = {
             "overrides": best["overrides"],
@@ -367,11 +374,17 @@ def distill(cfg: DistillConfig, progress: bool = True, say: Callable[[str], None
     from kdforge.engine.run import build_method
 
     teacher_model = build_method(teacher_run, splits).student
+    teacher_weights = teacher["checkpoint"]
+    if teacher_weights is None:  # a reference that brings its own weights: measure them as saved
+        from safetensors.torch import save_model
+
+        teacher_weights = out / "teacher.safetensors"
+        save_model(teacher_model, str(teacher_weights))
     entries = [
         ReportEntry(
             "teacher",
             teacher_model,
-            Path(teacher["checkpoint"]),
+            Path(teacher_weights),
             [scores["test_acc"]],
             [scores["val_acc"]],
             "teacher",

@@ -178,7 +178,7 @@ def test_cli_plugin_reaches_list_run_and_embed(tmp_path):
         tmp_path / "cache",
     )
     assert extract.returncode == 0, extract.stderr
-    assert json.loads((tmp_path / "cache" / "manifest.json").read_text())["dataset"] == "my_blobs"
+    assert json.loads((tmp_path / "cache" / "manifest.json").read_text())["identity"]["dataset"] == "my_blobs"
 
 
 def test_cli_module_and_entry_point_plugins_and_errors(tmp_path):

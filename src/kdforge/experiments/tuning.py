@@ -109,9 +109,7 @@ def tuned_delta(
     return {"interval": interval.to_dict(), "target": target, "verdict": verdict(interval, target)}
 
 
-def split_finished(
-    trials: Sequence[Trial], output_dir: str | Path
-) -> tuple[list[dict[str, Any]], list[str]]:
+def split_finished(trials: Sequence[Trial], output_dir: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
     """The summaries of the trials already finished in ``output_dir`` and the names of the rest.
 
     Nothing runs. A summary is returned as :func:`kdforge.experiments.run_sweep` would return it
@@ -129,4 +127,3 @@ def split_finished(
             record = {"overrides": dict(trial.overrides), "trial": trial.name, "recipe": trial.recipe}
             done.append(dict(summary, **record))
     return done, missing
-

@@ -18,10 +18,12 @@ plain KD of the same student (``nlp_kd_plain_shift.yaml``), paired by seed. Fine
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 import torch
 
+from kdforge.config import load_recipe
 from kdforge.experiments import make_trials, run_recipe, run_sweep
 from kdforge.experiments.tuning import split_finished, tune_row, tuned_delta
 from kdforge.report.results import rerender_results, save_results
@@ -60,6 +62,29 @@ def run_grid(lambdas: list[float], seeds: list[int], train: bool) -> dict:
     return res
 
 
+def time_one() -> dict:
+    """Time one ``nlp_kd_opdf_shift`` run (lambda 1, seed 0) against a stand-in teacher fine-tuned
+    for 2 steps: its accuracy means nothing, the cost of a run does not depend on the weights."""
+    stub = run_recipe(
+        CONFIGS / "nlp_teacher.yaml",
+        ["name=nlp_teacher_stub", "train.max_steps=2", "data.kwargs.test_fraction=0.1"],
+    )
+    weights = (
+        Path(load_recipe(CONFIGS / "nlp_teacher.yaml").output_dir)
+        / "nlp_teacher_stub"
+        / "student.safetensors"
+    )
+    over = [f"teacher.checkpoint={weights}", f"student.kwargs.init_from={weights}"]
+    trials = make_trials(
+        CONFIGS / "nlp_kd_opdf_shift.yaml", {LAM: [1.0]}, [0], "timing_nlp_kd_opdf_shift", over
+    )
+    start = time.perf_counter()
+    run = run_sweep(trials, Path(trials[0].config.output_dir) / "timing", progress=False)[0]
+    wall = time.perf_counter() - start
+    return {"trial": run["trial"], "train_time_s": run["train_time_s"], "wall_s": wall,
+            "stub_teacher_train_time_s": stub["train_time_s"]}  # fmt: skip
+
+
 def markdown(res: dict) -> str:
     """The lambda curve (validation), the chosen rows and the two paired deltas."""
     lines = ["# OPDF alignment on/off with a student not built from the aligned layers (NLP)", ""]
@@ -70,6 +95,14 @@ def markdown(res: dict) -> str:
         "validation.",
         "",
     ]
+    if res.get("timing"):
+        t = res["timing"]
+        lines += [
+            f"Cost of one run (`{t['trial']}`, against a stand-in teacher fine-tuned for 2 steps, on this "
+            f"machine under its load then): {t['train_time_s']:.0f} s training, {t['wall_s']:.0f} s wall "
+            "(model building, teacher logits, evaluation included).",
+            "",
+        ]
     if res["not_run"]:
         return "\n".join([*lines, f"Not finished ({len(res['not_run'])} runs): " + ", ".join(res["not_run"])])
     r = res["rows"]
@@ -100,6 +133,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--collect", action="store_true", help="train nothing; report the finished runs")
     ap.add_argument("--render", action="store_true", help="re-render the markdown from the JSON only")
+    ap.add_argument("--time-one", action="store_true", help="with --collect: time one run (stand-in teacher)")
     args = ap.parse_args()
     if args.render:
         print(rerender_results(args.out, markdown))
@@ -107,6 +141,7 @@ def main() -> None:
     torch.set_num_threads(1)
     config = {"recipes": ["configs/opdf/nlp_kd_opdf_shift.yaml", "configs/opdf/nlp_kd_plain_shift.yaml"]}
     res = run_grid(args.lambdas, args.seeds, train=not args.collect)
+    res["timing"] = time_one() if args.time_one else None
     print(save_results(args.out, res, markdown, config, args.seeds))
 
 

@@ -103,6 +103,9 @@ def markdown(res: dict) -> str:
             "(model building, teacher logits, evaluation included).",
             "",
         ]
+        if res["not_run"]:
+            hours = len(res["not_run"]) * t["wall_s"] / 3600
+            lines += [f"At that cost the unfinished runs need about {hours:.1f} h of one process.", ""]
     if res["not_run"]:
         return "\n".join([*lines, f"Not finished ({len(res['not_run'])} runs): " + ", ".join(res["not_run"])])
     r = res["rows"]

@@ -25,9 +25,9 @@ import torch
 
 from kdforge.config import load_recipe
 from kdforge.experiments import make_trials, run_recipe, run_sweep
-from kdforge.experiments.tuning import split_finished, tune_row, tuned_delta
+from kdforge.experiments.tuning import delta_line, split_finished, tune_row, tuned_delta, tuned_table
 from kdforge.report.results import rerender_results, save_results
-from kdforge.report.tables import markdown_table, mean_std
+from kdforge.report.tables import mean_std
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS, RESULTS = ROOT / "configs" / "opdf", ROOT / "benchmarks" / "results" / "opdf_nlp_align.json"
@@ -65,15 +65,11 @@ def run_grid(lambdas: list[float], seeds: list[int], train: bool) -> dict:
 def time_one() -> dict:
     """Time one ``nlp_kd_opdf_shift`` run (lambda 1, seed 0) against a stand-in teacher fine-tuned
     for 2 steps: its accuracy means nothing, the cost of a run does not depend on the weights."""
+    teacher = CONFIGS / "nlp_teacher.yaml"
     stub = run_recipe(
-        CONFIGS / "nlp_teacher.yaml",
-        ["name=nlp_teacher_stub", "train.max_steps=2", "data.kwargs.test_fraction=0.1"],
+        teacher, ["name=nlp_teacher_stub", "train.max_steps=2", "data.kwargs.test_fraction=0.1"]
     )
-    weights = (
-        Path(load_recipe(CONFIGS / "nlp_teacher.yaml").output_dir)
-        / "nlp_teacher_stub"
-        / "student.safetensors"
-    )
+    weights = Path(load_recipe(teacher).output_dir) / "nlp_teacher_stub" / "student.safetensors"
     over = [f"teacher.checkpoint={weights}", f"student.kwargs.init_from={weights}"]
     trials = make_trials(
         CONFIGS / "nlp_kd_opdf_shift.yaml", {LAM: [1.0]}, [0], "timing_nlp_kd_opdf_shift", over
@@ -109,23 +105,11 @@ def markdown(res: dict) -> str:
     if res["not_run"]:
         return "\n".join([*lines, f"Not finished ({len(res['not_run'])} runs): " + ", ".join(res["not_run"])])
     r = res["rows"]
-    curve = [
-        [f"{lam:g}", f"{100 * v:.2f}"]
-        for lam, v in zip(r["opdf"]["grid"], r["opdf"]["val_mean"], strict=True)
-    ]
-    lines += [markdown_table(["lambda_align", "val acc (%), mean"], curve), ""]
-    labels = {"plain": "plain KD", "opdf": "+OPDF (lambda on val)", "off": "+OPDF off (0)", "on": "+OPDF on"}
-    cells = [
-        [labels[k], f"{row['chosen']:g}", mean_std(row["val_acc"]), mean_std(row["test_acc"])]
-        for k, row in r.items()
-    ]
-    lines += [markdown_table(["row", "chosen", "val acc (%)", "test acc (%)"], cells), ""]
-    for name, d in res["deltas"].items():
-        i = d["interval"]
-        lines.append(
-            f"- {name.replace('_', ' ')}: {i['mean']:+.2f} points [{i['low']:+.2f}, {i['high']:+.2f}] "
-            f"(target {d['target']:+.1f}) -> **{d['verdict']}**"
-        )
+    labels = {"opdf": "+OPDF (lambda on val)", "off": "+OPDF off (0)", "on": "+OPDF on (lambda > 0)"}
+    lines += [tuned_table([(labels[k], r[k]) for k in labels], res["lambdas"], "lambda"), ""]
+    plain = f"val {mean_std(r['plain']['val_acc'])}, test {mean_std(r['plain']['test_acc'])}"
+    lines += [f"Plain KD, same student: {plain}.", ""]
+    lines += [delta_line(name.replace("_", " "), d) for name, d in res["deltas"].items()]
     return "\n".join(lines)
 
 

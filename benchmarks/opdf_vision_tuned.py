@@ -1,10 +1,7 @@
 """OPDF vision table with every row's learning rate chosen on validation from the same grid.
 
-Usage::
-
-    PYTHONPATH=src python benchmarks/opdf_vision_tuned.py [--bases kd fitnet] [--variants plain opdf]
-    PYTHONPATH=src python benchmarks/opdf_vision_tuned.py --collect  # results from finished runs only
-    PYTHONPATH=src python benchmarks/opdf_vision_tuned.py --render   # re-render markdown/PNG from the JSON
+Usage: ``PYTHONPATH=src python benchmarks/opdf_vision_tuned.py [--bases kd fitnet] [--variants plain opdf]``,
+``--collect`` (train nothing: results from the finished runs), ``--render`` (markdown/PNG from the JSON).
 
 Each ``configs/opdf/<base>_<variant>.yaml`` runs once per lr of ``--lrs`` and seed (runs
 ``tuned_<base>_<variant>-lr=<lr>-seed<S>`` in the recipes' output_dir, resumable), teachers as in
@@ -21,15 +18,21 @@ import json
 from pathlib import Path
 
 from kdforge.experiments import make_trials, run_recipe, run_sweep
-from kdforge.experiments.tuning import split_finished, tune_row, tuned_delta
+from kdforge.experiments.tuning import (
+    delta_line,
+    plot_tuning,
+    split_finished,
+    tune_row,
+    tuned_delta,
+    tuned_table,
+)
 from kdforge.report.results import rerender_results, save_results
-from kdforge.report.tables import markdown_table, mean_std
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS, RESULTS = ROOT / "configs" / "opdf", ROOT / "benchmarks" / "results" / "opdf_vision_tuned.json"
 TEACHERS = {"theseus": "teacher_theseus"}  # base -> teacher recipe (default: teacher)
 LABELS = {"plain": "plain", "opdf": "+OPDF (MPO)", "svd": "+SVD", "opdf_noalign": "+OPDF w/o alignment"}
-LRS = [0.001, 0.002, 0.004, 0.008, 0.016]  # a log2 grid around the recipes' lr (0.002)
+LRS = [0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064]  # log2 grid from the recipes' lr (0.002)
 
 
 def grid(base: str, variant: str, lrs: list[float], seeds: list[int]):
@@ -52,58 +55,44 @@ def run_grid(bases: list[str], variants: list[str], lrs: list[float], seeds: lis
             continue
         recipe = str((CONFIGS / f"{base}_{variant}.yaml").relative_to(ROOT))
         rows.append({"base": base, "variant": variant, "recipe": recipe, **tune_row(done, "train.lr")})
-    deltas = []
-    for row in rows:
-        plain = next((r for r in rows if r["base"] == row["base"] and r["variant"] == "plain"), None)
-        if plain is not None and row["variant"] != "plain":
-            deltas.append({"base": row["base"], "variant": row["variant"], **tuned_delta(row, plain)})
-    return {"seeds": seeds, "lrs": lrs, "rows": rows, "deltas": deltas, "not_run": missing}
+    by = {(r["base"], r["variant"]): r for r in rows}
+    deltas = [
+        {"base": b, "variant": v, **tuned_delta(r, by[b, "plain"])}
+        for (b, v), r in by.items()
+        if v != "plain" and (b, "plain") in by
+    ]
+    align = [
+        {"base": b, **tuned_delta(r, by[b, "opdf_noalign"], target=0.0)}
+        for (b, v), r in by.items()
+        if v == "opdf" and (b, "opdf_noalign") in by
+    ]
+    res = {"seeds": seeds, "lrs": lrs, "rows": rows, "deltas": deltas, "align_deltas": align}
+    return dict(res, not_run=missing)
 
 
 def plot(res: dict, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    bases = list(dict.fromkeys(r["base"] for r in res["rows"]))
-    fig, axes = plt.subplots(1, len(bases), figsize=(4.5 * len(bases), 3.6), squeeze=False)
-    for ax, base in zip(axes[0], bases, strict=True):
-        for r in (r for r in res["rows"] if r["base"] == base):
-            ax.plot(r["grid"], [100 * v for v in r["val_mean"]], marker="o", label=LABELS[r["variant"]])
-        ax.set(xscale="log", xlabel="learning rate", ylabel="val acc (%), mean of seeds", title=base)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    panels: dict[str, list] = {}
+    for r in res["rows"]:
+        panels.setdefault(r["base"], []).append((LABELS[r["variant"]], r))
+    plot_tuning(panels, out, "learning rate")
 
 
 def markdown(res: dict) -> str:
     """Per row: val mean per lr, the chosen lr, val/test at it; then OPDF's deltas over tuned plain."""
-    lrs = res["lrs"]
-    head = ["row", *[f"val @ {lr:g}" for lr in lrs], "chosen lr", "val acc (%)", "test acc (%)"]
-    cells = []
-    for r in res["rows"]:
-        per_lr = dict(zip(r["grid"], r["val_mean"], strict=True))
-        edge = " (grid edge)" if r["at_edge"] else ""
-        cells.append(
-            [f"{r['base']} {LABELS[r['variant']]}", *[f"{100 * per_lr[lr]:.2f}" for lr in lrs]]
-            + [f"{r['chosen']:g}{edge}", mean_std(r["val_acc"]), mean_std(r["test_acc"])]
-        )
+    rows = [(f"{r['base']} {LABELS[r['variant']]}", r) for r in res["rows"]]
     intro = (
         "Fashion-MNIST, the recipes of `opdf_vision.md` (10k-example subset, 6 epochs, teachers unchanged), "
-        f"each row run at every lr of {lrs} x seeds {res['seeds']}. `val @ lr`: validation accuracy (%) "
-        "mean over seeds; the row's lr is the one with the best mean (validation only); val/test: mean ± std "
-        "over seeds at that lr, checkpoint selected on validation. Every row gets the same grid."
+        f"each row run at every lr of {res['lrs']} x seeds {res['seeds']}. `val @ lr`: validation accuracy "
+        "(%), mean over seeds; the row's lr is the one with the best mean (validation only); val/test: mean "
+        "± std over seeds at that lr, checkpoint selected on validation. Every row gets the same grid."
     )
     lines = ["# OPDF on Fashion-MNIST with tuned learning rates (vision)", "", intro, ""]
-    lines += [markdown_table(head, cells), ""]
+    lines += [tuned_table(rows, res["lrs"]), ""]
     lines += ["## vs the tuned plain student of the same base (target: >= +1.0 point on test)", ""]
-    for d in res["deltas"]:
-        i = d["interval"]
-        ci = f"{i['mean']:+.2f} points [{i['low']:+.2f}, {i['high']:+.2f}]"
-        lines.append(f"- {d['base']} {LABELS[d['variant']]}: {ci} -> **{d['verdict']}**")
+    lines += [delta_line(f"{d['base']} {LABELS[d['variant']]}", d) for d in res["deltas"]]
+    if res.get("align_deltas"):
+        lines += ["", "Alignment on minus off (both tuned, paired by seed):"]
+        lines += [delta_line(d["base"], d) for d in res["align_deltas"]]
     lines += [
         "",
         "Intervals: paired bootstrap 95% over seeds; with 3 seeds they are narrow (seed noise only).",

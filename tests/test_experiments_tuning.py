@@ -7,7 +7,14 @@ import pytest
 from kdforge.config import from_dict
 from kdforge.errors import KdforgeError
 from kdforge.experiments import make_trials, run_sweep
-from kdforge.experiments.tuning import split_finished, tune_row, tuned_delta
+from kdforge.experiments.tuning import (
+    delta_line,
+    plot_tuning,
+    split_finished,
+    tune_row,
+    tuned_delta,
+    tuned_table,
+)
 
 from conftest import digits_recipe
 
@@ -70,3 +77,19 @@ def test_split_finished_runs_nothing_and_names_the_missing(tmp_path):
     done, missing = split_finished(trials, out)
     assert missing == [trials[3].name]
     assert done == ran
+
+
+def test_delta_line_states_interval_target_and_verdict():
+    ref = {"seeds": [0, 1], "test_acc": [0.80, 0.81]}
+    line = delta_line("kd +OPDF", tuned_delta({"seeds": [0, 1], "test_acc": [0.82, 0.83]}, ref))
+    assert line == "- kd +OPDF: +2.00 points [+2.00, +2.00] (target +1.0) -> **met**"
+
+
+def test_tuned_table_and_plot(tmp_path):
+    val = {0.001: [0.80, 0.82, 0.81], 0.01: [0.84, 0.83, 0.85]}
+    full = tune_row(_runs(val, val), "train.lr")
+    part = tune_row(_runs({0.01: val[0.01]}, val), "train.lr")
+    table = tuned_table([("a", full), ("b", part)], [0.001, 0.01])
+    assert "| a | 81.00 | 84.00 | 0.01 (grid edge) | 84.00 ± 1.00 | 84.00 ± 1.00 |" in table
+    assert "| b | - | 84.00 | 0.01 |" in table
+    assert plot_tuning({"kd": [("a", full), ("b", part)]}, tmp_path / "t.png", "lr").stat().st_size > 0

@@ -58,7 +58,7 @@ def test_vision_tuned_markdown_and_plot(tmp_path, monkeypatch):
     text = module.markdown(res)
     assert "| kd plain | 76.10 | 77.10 | 78.10 | 79.10 | 80.10 | 0.016 (grid edge) |" in text
     assert "| kd +OPDF (MPO) | 80.10 | 81.10 | 82.10 | 81.10 | 80.10 | 0.004 |" in text
-    assert "- kd +OPDF (MPO): +2.00 points [+2.00, +2.00] -> **met**" in text
+    assert "- kd +OPDF (MPO): +2.00 points [+2.00, +2.00] (target +1.0) -> **met**" in text
     assert "Not run (CPU budget): fitnet opdf (x)" in text
     module.plot(res, tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 0
@@ -81,7 +81,7 @@ def test_nlp_align_markdown(monkeypatch):
     text = module.markdown(
         {"seeds": [0, 1, 2], "lambdas": [0, 1, 10], "not_run": [], "rows": rows, "deltas": deltas}
     )
-    assert "| +OPDF on | 10 |" in text
+    assert "| +OPDF on (lambda > 0) | - | 79.10 | 80.10 | 10 (grid edge) |" in text
     assert "- on minus off: +2.00 points [+2.00, +2.00] (target +0.0) -> **met**" in text
     assert "- opdf minus plain: +0.00 points" in text and "**missed**" in text
     assert "Not finished (2 runs): a, b" in module.markdown({"seeds": [0], "not_run": ["a", "b"]})

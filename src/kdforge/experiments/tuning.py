@@ -24,6 +24,7 @@ from kdforge.errors import KdforgeError
 from kdforge.experiments.intervals import paired_bootstrap, verdict
 from kdforge.experiments.selection import select_best
 from kdforge.experiments.sweep import Trial, _finished
+from kdforge.report.tables import markdown_table, mean_std
 
 
 def tune_row(summaries: Sequence[dict[str, Any]], param: str, metric: str = "val_acc") -> dict[str, Any]:
@@ -127,3 +128,52 @@ def split_finished(trials: Sequence[Trial], output_dir: str | Path) -> tuple[lis
             record = {"overrides": dict(trial.overrides), "trial": trial.name, "recipe": trial.recipe}
             done.append(dict(summary, **record))
     return done, missing
+
+
+def delta_line(label: str, delta: dict[str, Any], unit: str = "points") -> str:
+    """``- kd +OPDF: +1.23 points [+0.40, +2.05] (target +1.0) -> **met**`` for a :func:`tuned_delta`."""
+    i = delta["interval"]
+    ci = f"{i['mean']:+.2f} {unit} [{i['low']:+.2f}, {i['high']:+.2f}]"
+    return f"- {label}: {ci} (target {delta['target']:+.1f}) -> **{delta['verdict']}**"
+
+
+def tuned_table(rows: Sequence[tuple[str, dict[str, Any]]], grid: Sequence[Any], name: str = "lr") -> str:
+    """Markdown: per row the mean validation accuracy at each grid value, the chosen value (marked
+    when at the grid's edge) and validation/test mean ± std at it.
+
+    Args:
+        rows: ``(label, tune_row result)`` pairs.
+        grid: The column values ("-" where a row did not run one).
+        name: The hyper-parameter's short name for the headers.
+    """
+    head = ["row", *[f"val @ {v:g}" for v in grid], f"chosen {name}", "val acc (%)", "test acc (%)"]
+    cells = []
+    for label, r in rows:
+        per_value = dict(zip(r["grid"], r["val_mean"], strict=True))
+        chosen = f"{r['chosen']:g}" + (" (grid edge)" if r["at_edge"] else "")
+        cells.append(
+            [label, *[f"{100 * per_value[v]:.2f}" if v in per_value else "-" for v in grid]]
+            + [chosen, mean_std(r["val_acc"]), mean_std(r["test_acc"])]
+        )
+    return markdown_table(head, cells)
+
+
+def plot_tuning(panels: dict[str, list[tuple[str, dict[str, Any]]]], out: str | Path, xlabel: str) -> Path:
+    """A PNG with one panel per key of ``panels``: mean validation accuracy against the grid value
+    (log axis) for each ``(label, tune_row result)`` of the panel."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6), squeeze=False)
+    for ax, (title, rows) in zip(axes[0], panels.items(), strict=True):
+        for label, r in rows:
+            ax.plot(r["grid"], [100 * v for v in r["val_mean"]], marker="o", label=label)
+        ax.set(xscale="log", xlabel=xlabel, ylabel="val acc (%), mean over seeds", title=title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return Path(out)

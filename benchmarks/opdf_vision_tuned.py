@@ -17,6 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
+from kdforge.config import load_recipe
 from kdforge.experiments import make_trials, run_recipe, run_sweep
 from kdforge.experiments.tuning import (
     delta_line,
@@ -67,6 +68,11 @@ def run_grid(bases: list[str], variants: list[str], lrs: list[float], seeds: lis
         if v == "opdf" and (b, "opdf_noalign") in by
     ]
     res = {"seeds": seeds, "lrs": lrs, "rows": rows, "deltas": deltas, "align_deltas": align}
+    res["teachers"] = {}  # re-trained from their unchanged recipes when runs/ lacks them
+    for name in dict.fromkeys(TEACHERS.get(b, "teacher") for b in bases):
+        summary = Path(load_recipe(CONFIGS / f"{name}.yaml").output_dir) / name / "summary.json"
+        if summary.is_file():
+            res["teachers"][name] = {k: json.loads(summary.read_text())[k] for k in ("val_acc", "test_acc")}
     return dict(res, not_run=missing)
 
 
@@ -87,6 +93,9 @@ def markdown(res: dict) -> str:
         "± std over seeds at that lr, checkpoint selected on validation. Every row gets the same grid."
     )
     lines = ["# OPDF on Fashion-MNIST with tuned learning rates (vision)", "", intro, ""]
+    for name, t in res.get("teachers", {}).items():
+        lines.append(f"- teacher `{name}`: test {100 * t['test_acc']:.2f} %, val {100 * t['val_acc']:.2f} %")
+    lines += [""] if res.get("teachers") else []
     lines += [tuned_table(rows, res["lrs"]), ""]
     lines += ["## vs the tuned plain student of the same base (target: >= +1.0 point on test)", ""]
     lines += [delta_line(f"{d['base']} {LABELS[d['variant']]}", d) for d in res["deltas"]]

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from distill_common import write_results  # noqa: E402
+from kdforge.experiments.distill_results import write_results  # noqa: E402
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 CLASSES = ["tshirt_top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from distill_common import write_results  # noqa: E402
 from kdforge.data.text import read_vader  # noqa: E402
 from kdforge.distill import DistillConfig, TuningGrid, distill  # noqa: E402
+from kdforge.experiments.distill_results import write_results  # noqa: E402
 
 TEXTS = 2000  # CSV rows: the csv adapter carves 20% test (400), then a tenth of the rest for validation
 WORK = Path("runs/bench_distill_text_csv")

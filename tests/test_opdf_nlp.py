@@ -156,7 +156,9 @@ NLP_RECIPES = sorted(p for p in _NLP_DIR.glob("nlp_*_*.yaml") if p.stem != "nlp_
 def test_nlp_recipes_build_and_step(path):
     """Each NLP grid recipe's method options build and step on tiny BERT stand-ins (6 -> layers 1, 3, 5)."""
     cfg = load_recipe(path)
-    assert cfg.student.kwargs["layers"] == [1, 3, 5] and cfg.teacher.name == "minilm_classifier"
+    shifted = path.stem.endswith("_shift")  # the alignment ablation's student: layers 0, 2, 4
+    assert cfg.student.kwargs["layers"] == ([0, 2, 4] if shifted else [1, 3, 5])
+    assert cfg.teacher.name == "minilm_classifier"
     teacher = _bert(6)
     student = keep_layers(teacher, cfg.student.kwargs["layers"])
     m = METHODS.get(cfg.method.name).build(student, teacher, cfg.method.kwargs, _batch())
@@ -167,6 +169,19 @@ def test_nlp_recipes_build_and_step(path):
     assert sum(p.numel() for p in exported.parameters()) == sum(
         p.numel() for p in keep_layers(teacher, [1, 3, 5]).parameters()
     )
+
+
+@pytest.mark.parametrize(("layers", "starts_at_zero"), [([1, 3, 5], True), ([0, 2, 4], False)])
+def test_alignment_starts_at_zero_only_for_a_student_made_of_the_aligned_layers(layers, starts_at_zero):
+    """nlp_kd_opdf_shift's student (layers 0, 2, 4, aligned with 1, 3, 5) starts with a non-zero
+    alignment loss, so alignment on/off can differ; with layers 1, 3, 5 it starts at 0."""
+    cfg = load_recipe(_NLP_DIR / "nlp_kd_opdf_shift.yaml")
+    teacher = _bert(6)
+    student = keep_layers(teacher, layers)
+    m = METHODS.get(cfg.method.name).build(student, teacher, cfg.method.kwargs, _batch())
+    m.on_step_start(0, 20)
+    _, losses = m.training_step(_batch())
+    assert (float(losses["align"].detach()) < 1e-8) == starts_at_zero
 
 
 def test_theseus_on_bert_groups_pass_the_attention_mask_and_match_the_teacher():

@@ -1,6 +1,6 @@
 """Data sets (registered by name) and batching utilities."""
 
-from kdforge.data import text, vision  # noqa: F401  (registers datasets)
+from kdforge.data import audio_folder, text, vision  # noqa: F401  (registers datasets)
 from kdforge.data._batches import TensorData, iter_batches
 from kdforge.data.vision import Splits
 

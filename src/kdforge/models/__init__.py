@@ -8,7 +8,7 @@ from typing import Any
 from torch import nn
 
 from kdforge.errors import KdforgeError, nearest
-from kdforge.models import bert_narrow, cnn, hf, mlp  # noqa: F401  (registers models)
+from kdforge.models import audio_teachers, bert_narrow, cnn, hf, mlp  # noqa: F401  (registers models)
 from kdforge.models.mlp import count_parameters
 
 __all__ = ["build_model", "count_parameters"]

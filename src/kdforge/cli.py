@@ -28,6 +28,7 @@ app = typer.Typer(
 _SUBAPPS = {
     "translate": ("kdforge.methods.translation.cli", "Knowledge Translation: make pairs, train, evaluate."),
     "embed": ("kdforge.data.embeddings_cli", "Teacher-embedding cache: extract embeddings once."),
+    "data": ("kdforge.data.speech_words_cli", "Generated data sets: spoken words (synthetic and real)."),
 }
 for _name, (_module, _help) in _SUBAPPS.items():
     with contextlib.suppress(ImportError):

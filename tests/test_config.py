@@ -1,6 +1,6 @@
 import pytest
 
-from kdforge.config import RunConfig, apply_overrides, from_dict, load_recipe
+from kdforge.config import RunConfig, apply_overrides, from_dict, load_recipe, merge_recipes, read_recipe
 from kdforge.errors import KdforgeError
 
 
@@ -61,3 +61,52 @@ def test_fingerprint_ignores_epochs_but_not_lr():
     assert a.fingerprint() == from_dict({"train": {"epochs": 50}}).fingerprint()
     assert a.fingerprint() != from_dict({"train": {"lr": 0.5}}).fingerprint()
     assert a.fingerprint() != from_dict({"seed": 1}).fingerprint()
+
+
+def test_recipe_fingerprint_groups_seeds_but_not_lengths():
+    a = from_dict({"seed": 0, "name": "a", "train": {"epochs": 3}})
+    assert a.fingerprint() != from_dict({"seed": 1, "train": {"epochs": 3}}).fingerprint()
+    same_recipe = {"seed": 1, "name": "b", "output_dir": "x", "train": {"epochs": 3}}
+    assert a.recipe_fingerprint() == from_dict(same_recipe).recipe_fingerprint()
+    assert a.recipe_fingerprint() != from_dict({"train": {"epochs": 4}}).recipe_fingerprint()
+    assert a.recipe_fingerprint() != from_dict({"train": {"epochs": 3, "lr": 0.1}}).recipe_fingerprint()
+
+
+def test_recipe_bases_merge_mappings_and_replace_the_rest(tmp_path):
+    (tmp_path / "_common.yaml").write_text(
+        "seed: 3\nstudent: {name: mlp, kwargs: {hidden: [64, 64], dropout: 0.1}}\n"
+        "train: {lr: 0.1, epochs: 2}\n"
+    )
+    (tmp_path / "_method.yaml").write_text("method: {name: kd, kwargs: {temperature: 4.0, alpha: 0.9}}\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "child.yaml").write_text(
+        "base: [../_common.yaml, ../_method.yaml]\nname: child\n"
+        "student: {kwargs: {hidden: [32]}}\nmethod: {kwargs: {alpha: 0.5}}\n"
+    )
+    (tmp_path / "grandchild.yaml").write_text("base: sub/child.yaml\ntrain: {lr: 0.3}\n")
+    cfg = load_recipe(tmp_path / "sub" / "child.yaml")
+    assert cfg.name == "child" and cfg.seed == 3 and cfg.train.lr == 0.1 and cfg.train.epochs == 2
+    assert cfg.student.kwargs == {"hidden": [32], "dropout": 0.1}  # lists replace, mappings merge
+    assert cfg.method.name == "kd" and cfg.method.kwargs == {"temperature": 4.0, "alpha": 0.5}
+    grand = load_recipe(tmp_path / "grandchild.yaml", ["train.epochs=5"])  # chains, then overrides
+    assert (grand.name, grand.train.lr, grand.train.epochs) == ("child", 0.3, 5)
+    assert grand.student.kwargs["hidden"] == [32]
+    assert read_recipe(tmp_path / "grandchild.yaml")["method"]["kwargs"]["alpha"] == 0.5
+    assert merge_recipes({"a": {"b": 1}}, {"a": {"c": 2}}) == {"a": {"b": 1, "c": 2}}
+
+
+@pytest.mark.parametrize(
+    ("files", "msg"),
+    [
+        ({"r.yaml": "base: missing.yaml\n"}, r"'.*missing.yaml' \(the base of '.*r.yaml'\) does not exist"),
+        ({"r.yaml": "base: 5\n"}, "must be a path or a list of paths"),
+        ({"r.yaml": "base: a.yaml\n", "a.yaml": "base: r.yaml\n"}, r"cycle: r.yaml -> a.yaml -> r.yaml"),
+        ({"r.yaml": "base: a.yaml\n", "a.yaml": "[1, 2]\n"}, "mapping at the top level"),
+        ({"r.yaml": "base: a.yaml\n", "a.yaml": "train: {lrr: 1}\n"}, r"unknown config key 'train.lrr'"),
+    ],
+)
+def test_recipe_base_errors(tmp_path, files, msg):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(KdforgeError, match=msg):
+        load_recipe(tmp_path / "r.yaml")

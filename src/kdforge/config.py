@@ -8,6 +8,7 @@ they configure.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -101,11 +102,21 @@ class RunConfig:
         ``train.epochs``/``max_steps`` and output paths are left out so a run
         can be extended.
         """
+        return self._hash(with_seed=True, with_length=False)
+
+    def recipe_fingerprint(self) -> str:
+        """Hash of the recipe apart from its seed (and names/paths): equal for the seeds of one recipe.
+
+        Unlike :meth:`fingerprint` it includes ``train.epochs``/``max_steps``: runs of
+        different lengths are different rows of a table.
+        """
+        return self._hash(with_seed=False, with_length=True)
+
+    def _hash(self, with_seed: bool, with_length: bool) -> str:
         d = self.to_dict()
-        keep = {k: d[k] for k in ("seed", "data", "student", "teacher", "method")}
-        keep["train"] = {
-            k: v for k, v in d["train"].items() if k not in ("epochs", "max_steps", "log_every_steps")
-        }
+        keep = {k: d[k] for k in ("seed", "data", "student", "teacher", "method") if with_seed or k != "seed"}
+        left_out = ("log_every_steps",) if with_length else ("epochs", "max_steps", "log_every_steps")
+        keep["train"] = {k: v for k, v in d["train"].items() if k not in left_out}
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
     @property
@@ -206,31 +217,104 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if "=" not in ov:
             raise KdforgeError(f"override '{ov}' is not of the form key=value", "write e.g. train.lr=0.01")
         key, raw = ov.split("=", 1)
-        value = yaml.safe_load(raw) if raw != "" else None
-        parts = key.strip().split(".")
-        node = data
-        for p in parts[:-1]:
-            if node.get(p) is None:
-                node[p] = {}
-            node = node[p]
-            if not isinstance(node, dict):
-                raise KdforgeError(f"override '{key}': '{p}' is not a mapping", "check the key path")
-        node[parts[-1]] = value
+        set_dotted(data, key, yaml.safe_load(raw) if raw != "" else None)
     return data
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Load a YAML recipe, apply dotted overrides, and validate it."""
-    path = Path(path)
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``data[a][b][c] = value`` for ``key == "a.b.c"`` in place, creating missing mappings.
+
+    Unlike a ``key=value`` override the value is used as given (no YAML parsing), so
+    ``1e-3`` stays a float and ``"4"`` stays a string.
+    """
+    parts = key.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        if node.get(part) is None:
+            node[part] = {}
+        node = node[part]
+        if not isinstance(node, dict):
+            raise KdforgeError(f"override '{key}': '{part}' is not a mapping", "check the key path")
+    node[parts[-1]] = value
+
+
+BASE_KEY = "base"  # top-level recipe key naming the recipe(s) this one extends
+
+
+def merge_recipes(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """``overlay`` on top of ``base``: mappings merge key by key, any other value replaces.
+
+    Lists replace too (``student.kwargs.hidden: [32]`` over ``[64, 64]`` gives ``[32]``).
+    Neither input is modified.
+    """
+    out = copy.deepcopy(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_recipes(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _read_yaml(path: Path, used_by: Path | None) -> dict[str, Any]:
     if not path.is_file():
-        raise KdforgeError(
-            f"recipe file '{path}' does not exist", "give the path of a YAML recipe (see configs/)"
-        )
+        fix = "give the path of a YAML recipe (see configs/)"
+        if used_by:
+            fix += f"; a {BASE_KEY} path is relative to the recipe naming it"
+        where = f" (the {BASE_KEY} of '{used_by}')" if used_by else ""
+        raise KdforgeError(f"recipe file '{path}'{where} does not exist", fix)
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise KdforgeError(f"recipe '{path}' is not valid YAML: {e}", "fix the YAML syntax") from None
-    return from_dict(apply_overrides(data, overrides or []))
+    if not isinstance(data, dict):
+        raise KdforgeError(
+            f"recipe '{path}' must be a YAML mapping at the top level", "see configs/ for examples"
+        )
+    return data
+
+
+def read_recipe(
+    path: str | Path, _chain: tuple[Path, ...] = (), _used_by: Path | None = None
+) -> dict[str, Any]:
+    """A recipe file as a plain dict, its ``base:`` recipes merged in (not yet validated).
+
+    ``base:`` names one recipe file or a list of them, relative to the file naming it; they
+    are merged in order (:func:`merge_recipes`), then the file's own keys on top. Bases
+    may have bases of their own, and may be fragments that are no whole recipe.
+
+    Raises:
+        KdforgeError: for a missing or invalid file, a ``base`` that is not a path or list
+            of paths, or a cycle of bases.
+    """
+    path = Path(path)
+    data = _read_yaml(path, _used_by)
+    bases = data.pop(BASE_KEY, None)
+    if bases is None:
+        return data
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise KdforgeError(
+            f"'{BASE_KEY}' in recipe '{path}' must be a path or a list of paths, got {bases!r}",
+            f"write e.g. '{BASE_KEY}: _common.yaml'",
+        )
+    chain = (*_chain, path.resolve())
+    merged: dict[str, Any] = {}
+    for base in bases:
+        base_path = path.parent / base
+        if base_path.resolve() in chain:
+            cycle = " -> ".join(str(p.name) for p in (*chain, base_path.resolve()))
+            raise KdforgeError(
+                f"recipe bases form a cycle: {cycle}", f"remove one of the '{BASE_KEY}:' entries"
+            )
+        merged = merge_recipes(merged, read_recipe(base_path, chain, path))
+    return merge_recipes(merged, data)
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Load a YAML recipe with its ``base:`` recipes (:func:`read_recipe`), apply overrides, validate."""
+    return from_dict(apply_overrides(read_recipe(path), overrides or []))
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:

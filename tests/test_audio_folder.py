@@ -11,7 +11,7 @@ import torch
 
 from kdforge.data import load_dataset
 from kdforge.data.audio_features import MelFrontEnd, resample
-from kdforge.data.audio_folder import fix_length, read_audio, write_wav
+from kdforge.data.audio_folder import clip_features, fix_length, read_audio, write_wav
 from kdforge.errors import KdforgeError
 
 TONES = {"low": 300.0, "mid": 900.0, "high": 2500.0}
@@ -83,6 +83,8 @@ def test_class_folders_give_stratified_seeded_splits_and_log_mels(tmp_path):
     wave16 = wave16 * (10 ** (-30 / 20) / wave16.square().mean().sqrt())
     expected = MelFrontEnd()(fix_length(wave16, 8000))
     assert torch.allclose(s0.train.tensors["x"][i, 0], expected, atol=1e-4)
+    again = clip_features([tmp_path / "low" / "v0_0.wav"], seconds=0.5, mel={"n_mels": 40})
+    assert torch.equal(again[0], s0.train.tensors["x"][i])  # an extra test set gets the same features
     # the tone's mel band is the loudest: labels match content
     band = s0.train.tensors["x"][:, 0].mean(-1).argmax(-1)
     bands = {name: set(band[s0.train.tensors["y"] == i].tolist()) for i, name in enumerate(s0.class_names)}

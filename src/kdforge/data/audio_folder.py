@@ -228,6 +228,28 @@ def _load_waves(files: tuple[str, ...], sample_rate: int, length: int, align: st
     return out
 
 
+def clip_features(
+    files: list[str | Path],
+    sample_rate: int = 16000,
+    seconds: float = 1.0,
+    align: str = "center",
+    level_db: float | None = -30.0,
+    mel: dict | None = None,
+) -> torch.Tensor:
+    """Features of audio files as ``audio_folder`` computes them (e.g. for an extra unseen test set).
+
+    Args:
+        mel: :class:`~kdforge.data.audio_features.MelConfig` options for log-mels ``[N, 1, n_mels,
+            frames]``; ``None`` returns the fixed-length waveforms ``[N, samples]``.
+    """
+    length = round(seconds * sample_rate)
+    waves = _load_waves(tuple(str(f) for f in files), sample_rate, length, align, level_db)
+    if mel is None:
+        return waves
+    front = MelFrontEnd(MelConfig(sample_rate=sample_rate, **mel))
+    return torch.cat([front(waves[i : i + 256]) for i in range(0, len(waves), 256)]).unsqueeze(1)
+
+
 @register_dataset("audio_folder")
 def audio_folder(
     data_dir: str | None = None,
@@ -305,15 +327,9 @@ def audio_folder(
             f"label(s) {unseen[:5]} appear in val/test but never in training", "add training clips of them"
         )
     index = {c: i for i, c in enumerate(classes)}
-    length = round(seconds * sample_rate)
-    waves = _load_waves(tuple(str(f) for f in files), sample_rate, length, align, level_db)
-    if features == "logmel":
-        front = MelFrontEnd(
-            MelConfig(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels)
-        )
-        x = torch.cat([front(waves[i : i + 256]) for i in range(0, len(waves), 256)]).unsqueeze(1)
-    else:
-        x = waves
+    options = {"sample_rate": sample_rate, "seconds": seconds, "align": align, "level_db": level_db}
+    mel = {"n_mels": n_mels, "n_fft": n_fft, "hop_length": hop_length} if features == "logmel" else None
+    x = clip_features(files, **options, mel=mel)
     y = torch.tensor([index[label] for label in labels], dtype=torch.int64)
     parts = {s: [i for i, w in enumerate(where) if w == s] for s in SPLITS}
     order = np.random.default_rng(seed + 2).permutation(parts["train"]).tolist()
@@ -341,4 +357,4 @@ def audio_folder(
     return splits
 
 
-__all__ = ["audio_folder", "fix_length", "read_audio", "read_manifest", "write_wav"]
+__all__ = ["audio_folder", "clip_features", "fix_length", "read_audio", "read_manifest", "write_wav"]

@@ -66,18 +66,30 @@ def row_specs(
             ["method.kwargs.compress=false", f"method.kwargs.loss={loss}"],
             lam,
         )
-    for loss, name in (("fitnet", "FitNet"), ("dcor", "dCor")):
-        for d in sorted(ds, key=lambda d: d != ds[0]):  # lambda is chosen at the first d, then reused
-            ov = ["method.kwargs.compress=true", f"method.kwargs.loss={loss}", f"method.kwargs.d={d}"]
-            rows[f"EC-{name}-d{d}"] = ("words_ec.yaml", ov, lam if d == ds[0] else {})
-    kd = ["method.kwargs.compress=false", "method.kwargs.lam=0.0"]
-    rows["KD-from-probe"] = ("words_ec.yaml", kd, {"method.kwargs.kd_weight": [0.5, 1.0]})
+    losses = (("fitnet", "FitNet"), ("dcor", "dCor"))
+    ec = "method.kwargs.compress=true"
+    # order = priority under a small CPU budget (results are saved after every row)
+    for loss, name in losses:  # lambda is chosen here, at the first d, and reused at the other ds
+        rows[f"EC-{name}-d{ds[0]}"] = (
+            "words_ec.yaml",
+            [ec, f"method.kwargs.loss={loss}", f"method.kwargs.d={ds[0]}"],
+            lam,
+        )
     if finetune_lrs:
         rows["teacher fine-tuned"] = (
             "words_teacher_probe.yaml",
             ["student.kwargs.freeze_encoder=false"],
             {"train.lr": finetune_lrs},
         )
+    for d in ds[1:]:
+        for loss, name in losses:
+            rows[f"EC-{name}-d{d}"] = (
+                "words_ec.yaml",
+                [ec, f"method.kwargs.loss={loss}", f"method.kwargs.d={d}"],
+                {},
+            )
+    kd = ["method.kwargs.compress=false", "method.kwargs.lam=0.0"]
+    rows["KD-from-probe"] = ("words_ec.yaml", kd, {"method.kwargs.kd_weight": [1.0]})
     return rows
 
 

@@ -294,6 +294,32 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def plot(results: dict, path: str) -> None:
+    """Test (unseen voices) and real-recording accuracy per row, mean ± std over seeds, per regime."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    regimes = results["regimes"]
+    fig, axes = plt.subplots(1, len(regimes), figsize=(7 * len(regimes), 4.5), squeeze=False)
+    for ax, (regime, block) in zip(axes[0], regimes.items(), strict=True):
+        labels = list(block["rows"])
+        at = np.arange(len(labels))
+        for shift, key, name in ((-0.2, "test_acc", "test voices"), (0.2, "unseen_acc", "real recordings")):
+            vals = [block["rows"][k][key] for k in labels]
+            means = [100 * statistics.mean(v) for v in vals]
+            sds = [100 * statistics.stdev(v) if len(v) > 1 else 0.0 for v in vals]
+            ax.bar(at + shift, means, 0.4, yerr=sds, label=name, capsize=2)
+        ax.set_xticks(at, labels, rotation=60, ha="right", fontsize=8)
+        ax.set_ylabel("accuracy %")
+        ax.set_title(f"{regime} clips per class ({block['n_test']} test / {block['n_unseen']} real clips)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default="data/speech-words")
@@ -314,6 +340,7 @@ def main() -> None:
     if args.render:
         results = json.loads(Path(f"{args.out}.json").read_text())
         write_results(f"{args.out}.json", results, markdown(results))
+        plot(results, f"{args.out}.png")
         return
     args.cache = args.cache or Path(f"{args.data.rstrip('/')}-ge2e")
     torch.set_num_threads(1)
@@ -351,6 +378,7 @@ def main() -> None:
             block["verdict"] = verdicts(block["rows"])
             results["provenance"] = provenance(vars(args), args.seeds)
             write_results(f"{args.out}.json", results, markdown(results))
+            plot(results, f"{args.out}.png")
 
         trained_rows(args, per_class, unseen, args.runs / f"pc{per_class}", rows, save)
     print(markdown(results))

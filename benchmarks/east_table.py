@@ -1,4 +1,4 @@
-"""EAsT / EC table: baseline vs EAsT vs EC (FitNet, dCor, several d), mean +- std over seeds, + unseen sets.
+"""EAsT / EC table: baseline vs EAsT vs EC (FitNet, dCor, several d), mean ± std over seeds, + unseen sets.
 
 Text pair: teacher all-MiniLM-L6-v2 (cached sentence embeddings), student ``text_cnn`` from scratch,
 trained on VADER movie snippets; the exported students are also scored, without further training, on
@@ -6,68 +6,78 @@ VADER tweets and Amazon snippets (same binary label space). Checkpoints are sele
 
 Setup: ``kdforge embed extract --dataset vader_movies --model minilm`` (or the CLI module) first.
 
-Usage: ``python benchmarks/east_table.py --seeds 0 1 2 --ds 8 32``
--> ``benchmarks/results/east_table.{json,md}`` and ``east_table.png``.
+Usage: ``python benchmarks/east_table.py --seeds 0 1 2 --ds 8 32`` (``--render`` re-renders the
+markdown from the JSON) -> ``benchmarks/results/east_table.{json,md}`` and ``east_table.png``.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 from pathlib import Path
 
 import torch
 
-from kdforge.config import load_recipe
 from kdforge.data.text import vader_all
-from kdforge.engine.run import load_student, run_experiment
-from kdforge.report.provenance import provenance, write_results
+from kdforge.engine.run import load_student
+from kdforge.experiments import east_protocol as east
+from kdforge.experiments import make_trials, run_sweep
+from kdforge.experiments.scoring import model_accuracy
+from kdforge.report.results import rerender_results, save_results
+from kdforge.report.tables import markdown_table, mean_std
 
 CONFIGS = Path(__file__).parents[1] / "configs" / "east"
 RESULTS = Path(__file__).parent / "results"
+EAST = ["method.kwargs.compress=false"]
 
 
-def rows_spec(
-    ds: list[int], lam: float | None = None, baseline: bool = True
-) -> list[tuple[str, str, list[str]]]:
+def rows_spec(ds: list[int], lam: float | None, baseline: bool) -> list[tuple[str, str, list[str]]]:
     """(row label, recipe, overrides) for every table row (``lam`` overrides the recipes' lambda)."""
-    rows = [
-        ("baseline", "vader_baseline.yaml", []),
-        ("EAsT-FitNet", "vader_ec_dcor.yaml", ["method.kwargs.compress=false", "method.kwargs.loss=fitnet"]),
-        ("EAsT-dCor", "vader_ec_dcor.yaml", ["method.kwargs.compress=false", "method.kwargs.loss=dcor"]),
-    ]
-    for loss in ("fitnet", "dcor"):
+    rows = [("baseline", "vader_baseline.yaml", [])] if baseline else []
+    losses = (("FitNet", "fitnet"), ("dCor", "dcor"))
+    rows += [(f"EAsT-{name}", "vader_ec_dcor.yaml", [*EAST, f"method.kwargs.loss={n}"]) for name, n in losses]
+    for name, loss in losses:
         for d in ds:
-            rows.append(
-                (f"EC-{'FitNet' if loss == 'fitnet' else 'dCor'} d={d}", "vader_ec_dcor.yaml",
-                 [f"method.kwargs.loss={loss}", f"method.kwargs.d={d}"])
-            )  # fmt: skip
-    if lam is not None:
-        rows = [
-            (lab, r, ov + [f"method.kwargs.lam={lam}"] if lab != "baseline" else ov) for lab, r, ov in rows
-        ]
-    return rows if baseline else rows[1:]
+            overrides = [f"method.kwargs.loss={loss}", f"method.kwargs.d={d}"]
+            rows.append((f"EC-{name} d={d}", "vader_ec_dcor.yaml", overrides))
+    lam_over = [f"method.kwargs.lam={lam}"] if lam is not None else []
+    return [(label, r, ov + (lam_over if label != "baseline" else [])) for label, r, ov in rows]
 
 
-@torch.no_grad()
-def accuracy(model: torch.nn.Module, data, batch_size: int = 512) -> float:
-    """Accuracy of an exported student on a whole TensorData."""
-    model.eval()
-    t = data.tensors
-    correct = 0
-    for i in range(0, len(data), batch_size):
-        logits = model(
-            input_ids=t["input_ids"][i : i + batch_size],
-            attention_mask=t["attention_mask"][i : i + batch_size],
-        )
-        correct += (logits.argmax(-1) == t["y"][i : i + batch_size]).sum().item()
-    return correct / len(data)
+def run(args: argparse.Namespace) -> dict:
+    unseen = {domain: vader_all(domain) for domain in args.unseen}
+    runs = []
+    for label, recipe, overrides in rows_spec(args.ds, args.lam, not args.no_baseline):
+        name = label.replace(" ", "_").replace("=", "") + (f"_lam{args.lam}" if args.lam else "")
+        extra = [*overrides, f"train.epochs={args.epochs}"]
+        trials = make_trials(CONFIGS / recipe, {}, args.seeds, name=name, extra_overrides=extra)
+        for trial, summary in zip(trials, run_sweep(trials, args.output_dir, progress=False), strict=True):
+            student = load_student(Path(args.output_dir) / trial.name / "student")
+            row = {"row": label, "recipe": recipe, "overrides": extra, "seed": trial.seed}
+            row.update({k: summary[k] for k in ("val_acc", "test_acc", "best_step", "train_time_s")})
+            row.update({f"unseen_{d}": model_accuracy(student, data) for d, data in unseen.items()})
+            runs.append(row)
+    return {"runs": runs}
 
 
-def fmt(vals: list[float]) -> str:
-    m = 100 * statistics.mean(vals)
-    s = 100 * statistics.stdev(vals) if len(vals) > 1 else 0.0
-    return f"{m:.2f} ± {s:.2f}"
+def table(res: dict) -> dict[str, dict[str, list[float]]]:
+    """Row label -> column -> per-seed values."""
+    labels = list(dict.fromkeys(r["row"] for r in res["runs"]))
+    cols = ["test_acc", *[k for k in res["runs"][0] if k.startswith("unseen_")]]
+    return {lab: {c: [r[c] for r in res["runs"] if r["row"] == lab] for c in cols} for lab in labels}
+
+
+def markdown(res: dict) -> str:
+    args, rows = res["provenance"]["config"], table(res)
+    header = ["row", "test (movies)", *[f"unseen {d}" for d in args["unseen"]]]
+    intro = (
+        f"Accuracy (%) mean ± std over seeds {args['seeds']}; checkpoint selected on validation; "
+        f"{args['epochs']} epochs; lambda {args.get('lam') or 'of the recipes (0.7)'}. Test = held-out 20% "
+        f"of VADER movie snippets; unseen = whole VADER {' / '.join(args['unseen'])} sets, no further "
+        "training."
+    )
+    cells = [[lab, *[mean_std(values) for values in cols.values()]] for lab, cols in rows.items()]
+    title = "# EAsT / EC on text: MiniLM sentence embeddings teach a small CNN (VADER movies)"
+    return "\n".join([title, "", intro, "", markdown_table(header, cells)])
 
 
 def main() -> None:
@@ -80,76 +90,21 @@ def main() -> None:
     p.add_argument("--no-baseline", action="store_true", help="skip the baseline rows")
     p.add_argument("--output-dir", default="runs/east_table")
     p.add_argument("--out", default=str(RESULTS / "east_table.json"))
+    p.add_argument("--render", action="store_true", help="re-render the markdown from the JSON only")
     args = p.parse_args()
+    if args.render:
+        print(rerender_results(args.out, markdown))
+        return
     torch.set_num_threads(1)  # small models on a shared CPU: extra threads only add contention
-    unseen = {d: vader_all(d) for d in args.unseen}
-    results = []
-    for label, recipe, overrides in rows_spec(args.ds, args.lam, not args.no_baseline):
-        for seed in args.seeds:
-            name = (
-                label.replace(" ", "_").replace("=", "")
-                + (f"_lam{args.lam}" if args.lam else "")
-                + f"_s{seed}"
-            )
-            ov = [*overrides, f"seed={seed}", f"name={name}", f"output_dir={args.output_dir}",
-                  f"train.epochs={args.epochs}"]  # fmt: skip
-            cfg = load_recipe(CONFIGS / recipe, ov)
-            summary = run_experiment(cfg, resume=False, progress=False)
-            student = load_student(cfg.run_dir / "student")
-            row = {"row": label, "recipe": recipe, "overrides": ov, "seed": seed,
-                   "val_acc": summary["val_acc"],
-                   "test_acc": summary["test_acc"], "best_step": summary["best_step"],
-                   "train_time_s": summary["train_time_s"],
-                   **{f"unseen_{d}": accuracy(student, data) for d, data in unseen.items()}}  # fmt: skip
-            results.append(row)
-            print(row, flush=True)
-    labels = list(dict.fromkeys(r["row"] for r in results))
-    cols = ["test_acc", *[f"unseen_{d}" for d in args.unseen]]
-    md = [
-        "# EAsT / EC on text: MiniLM sentence embeddings teach a small CNN (VADER movies)",
-        "",
-        f"Accuracy (%) mean ± std over seeds {args.seeds}; checkpoint selected on validation; "
-        f"{args.epochs} epochs; lambda {args.lam or 'of the recipes (0.7)'}. "
-        "Test = held-out 20% of VADER movie snippets; unseen = whole VADER "
-        f"{' / '.join(args.unseen)} sets, no further training.",
-        "",
-        "| row | " + " | ".join(["test (movies)", *[f"unseen {d}" for d in args.unseen]]) + " |",
-        "|---|" + "---|" * len(cols),
-    ]
-    table = {}
-    for lab in labels:
-        rs = [r for r in results if r["row"] == lab]
-        table[lab] = {c: [r[c] for r in rs] for c in cols}
-        md.append(f"| {lab} | " + " | ".join(fmt(table[lab][c]) for c in cols) + " |")
-    write_results(
-        args.out, {"runs": results, "provenance": provenance(vars(args), args.seeds)}, "\n".join(md)
+    res = run(args)
+    print(save_results(args.out, res, markdown, vars(args), args.seeds))
+    rows = {
+        label: [r for r in res["runs"] if r["row"] == label]
+        for label in dict.fromkeys(r["row"] for r in res["runs"])
+    }
+    east.plot_pairs(
+        {"VADER movies, MiniLM teacher, text-CNN student": rows}, args.ds, Path(args.out).with_suffix(".png")
     )
-    plot(table, args.ds, Path(args.out).with_suffix(".png"))
-
-
-def plot(table: dict, ds: list[int], out: Path) -> None:
-    """Test accuracy vs d per loss, with baseline and EAsT as horizontal lines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for loss, color in (("FitNet", "C0"), ("dCor", "C1")):
-        ms = [100 * statistics.mean(table[f"EC-{loss} d={d}"]["test_acc"]) for d in ds]
-        ss = [100 * statistics.pstdev(table[f"EC-{loss} d={d}"]["test_acc"]) for d in ds]
-        ax.errorbar(ds, ms, yerr=ss, marker="o", color=color, label=f"EC-{loss}", capsize=3)
-        ax.axhline(100 * statistics.mean(table[f"EAsT-{loss}"]["test_acc"]), color=color, ls=":",
-                   label=f"EAsT-{loss} (D=384)")  # fmt: skip
-    if "baseline" in table:
-        ax.axhline(100 * statistics.mean(table["baseline"]["test_acc"]), color="k", ls="--", label="baseline")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("compressed dimension d")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("VADER movies, MiniLM teacher, text-CNN student")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
 
 
 if __name__ == "__main__":

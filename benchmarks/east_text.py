@@ -8,17 +8,15 @@ training. Pairs:
 - ``tweets``: train on VADER tweets (4,200 rows); unseen movies, Amazon, NYT.
 - ``amazon``: train on VADER Amazon review snippets (3,708 rows); unseen tweets, movies, NYT.
 
-Protocol (the one of ``benchmarks/east_images.py``, whose ``Runner``, ``run_pair``, ``verdict`` and
-``plot`` are reused): first a logistic-regression probe on the teacher embedding of the training split,
-scored on validation, checks that the teacher holds more than the student baseline (validation only).
-Then the baseline; lambda per variant (EAsT-FitNet, EAsT-dCor, EC-FitNet and EC-dCor at ``--d-select``)
-chosen on the mean validation accuracy over ``--select-seeds``; EC at every d of ``--ds`` with its
-lambda; every row over ``--seeds``. The verdict's EC row (loss, d) is chosen on validation only.
+Protocol (:mod:`kdforge.experiments.east_protocol`, shared with ``east_images.py``): a logistic-regression
+probe on the teacher embedding of the training split, scored on validation, checks that the teacher holds
+more than the student baseline. Then the baseline; lambda per variant (EC at ``--d-select``) chosen on the
+mean validation accuracy over ``--select-seeds``; EC at every d of ``--ds``; every row over ``--seeds``.
 
 Setup: ``kdforge embed extract --dataset vader_tweets --model minilm`` (and ``vader_amazon``).
 
-Usage: ``python benchmarks/east_text.py --pair tweets``
--> ``benchmarks/results/east_text_tweets.{json,md,png}``.
+Usage: ``python benchmarks/east_text.py --pair tweets`` -> ``benchmarks/results/east_text_tweets.*``
+(JSON, markdown, PNG; ``--render``: re-render the markdown from the JSON).
 """
 
 from __future__ import annotations
@@ -30,108 +28,110 @@ from pathlib import Path
 
 import torch
 
-from east_images import Runner, fmt, mean, plot, probe_val_accuracy, run_pair, verdict
-from east_table import accuracy
 from kdforge.config import load_recipe
 from kdforge.data.text import vader_all
-from kdforge.report.provenance import provenance, write_results
+from kdforge.experiments import east_protocol as east
+from kdforge.experiments.scoring import model_accuracy
+from kdforge.report.results import rerender_results, save_results
+from kdforge.report.tables import markdown_table, mean_std
 
 CONFIGS = Path(__file__).parents[1] / "configs" / "east"
 RESULTS = Path(__file__).parent / "results"
-
-#: pair -> (title, training dataset, baseline recipe, EC recipe, unseen VADER domains)
-PAIRS: dict[str, tuple[str, str, str, str, tuple[str, ...]]] = {
-    "tweets": ("MiniLM -> text-CNN, VADER tweets", "vader_tweets", "vader_tweets_baseline.yaml",
-               "vader_tweets_ec.yaml", ("movies", "amazon", "nyt")),
-    "amazon": ("MiniLM -> text-CNN, VADER Amazon reviews", "vader_amazon", "vader_amazon_baseline.yaml",
-               "vader_amazon_ec.yaml", ("tweets", "movies", "nyt")),
-}  # fmt: skip
-
-
-class TextRunner(Runner):
-    """``Runner`` whose unseen columns are whole VADER domains (``unseen_<domain>``)."""
-
-    def __init__(self, args: argparse.Namespace, pair: str) -> None:
-        self.args, self.pair = args, pair
-        _, _, self.base_recipe, self.ec_recipe, domains = PAIRS[pair]
-        self.unseen_sets = {d: vader_all(d) for d in domains}
-        self.done: dict[str, list[dict]] = {}
-        self.reuse = []
-
-    def score(self, student: torch.nn.Module) -> dict[str, float]:
-        """Accuracy on every unseen domain."""
-        return {f"unseen_{d}": accuracy(student, data) for d, data in self.unseen_sets.items()}
+PAIRS = {  # pair -> (title, training dataset, baseline recipe, EC recipe, unseen VADER domains)
+    "tweets": (
+        "MiniLM -> text-CNN, VADER tweets",
+        "vader_tweets",
+        "vader_tweets_baseline.yaml",
+        "vader_tweets_ec.yaml",
+        ("movies", "amazon", "nyt"),
+    ),
+    "amazon": (
+        "MiniLM -> text-CNN, VADER Amazon reviews",
+        "vader_amazon",
+        "vader_amazon_baseline.yaml",
+        "vader_amazon_ec.yaml",
+        ("tweets", "movies", "nyt"),
+    ),
+}
 
 
-def teacher_probe(pair: str, seeds: list[int]) -> list[dict]:
-    """Logistic regression on the standardised MiniLM embedding of each seed's training split (val acc)."""
-    _, base, _, ec_recipe, _ = PAIRS[pair]
-    rows = []
-    for seed in seeds:
-        cfg = load_recipe(CONFIGS / ec_recipe, [f"seed={seed}"])
-        labels, acc = probe_val_accuracy(cfg, base, seed)
-        rows.append({"pair": pair, "seed": seed, "labels": labels, "probe_val_acc": acc})
-        print(json.dumps(rows[-1]), flush=True)
-    return rows
+def run_pair(args: argparse.Namespace) -> dict:
+    _, base, baseline, ec, domains = PAIRS[args.pair]
+    probe = []
+    for seed in args.seeds:
+        labels, acc = east.probe_val_accuracy(load_recipe(CONFIGS / ec, [f"seed={seed}"]), base, seed)
+        probe.append({"pair": args.pair, "seed": seed, "labels": labels, "probe_val_acc": acc})
+    if args.probe:
+        return {"probe": probe}
+    unseen = {d: vader_all(d) for d in domains}
+    score = lambda student: {f"unseen_{d}": model_accuracy(student, data) for d, data in unseen.items()}  # noqa: E731
+    runner = east.SettingRunner(args.pair, CONFIGS, args.output_dir, score, args.set, args.set_teacher, ec)
+    reused = [json.loads(Path(f).read_text()) for f in args.reuse]
+    runner.reuse = [x for old in reused for x in old["runs"]]
+    r = east.run_protocol(runner, baseline, args.lams, args.ds, args.d_select, args.seeds, args.select_seeds)
+    verdict = east.verdict(r["table"], [f"unseen_{d}" for d in domains])
+    res = {
+        "runs": [x for rows in r["all_runs"].values() for x in rows],
+        "probe": probe,
+        "pair": {"chosen_lam": r["chosen_lam"], "val_grid": r["val_grid"], "verdict": verdict},
+    }
+    if reused:  # where the reused runs were trained
+        res["reused_provenance"] = [old["provenance"] for old in reused]
+    return res
 
 
-def markdown(args: argparse.Namespace, r: dict, probe: list[dict]) -> str:
+def markdown(res: dict) -> str:
     """The table, the lambda grid, the probe check and the verdict of one pair."""
-    title, base, _, _, domains = PAIRS[args.pair]
+    args, summary, probe = res["provenance"]["config"], res["pair"], res["probe"]
+    title, base, _, _, domains = PAIRS[args["pair"]]
     cols = [f"unseen_{d}" for d in domains]
-    v = r["verdict"]
-    base_val = fmt([x["val_acc"] for x in r["table"]["baseline"]])
-    md = [
-        f"# EAsT / EC on text: {title}",
-        "",
-        f"Accuracy (%) mean ± std over seeds {args.seeds}. Student `text_cnn` from scratch on `{base}` "
+    table = east.table_from_runs(res["runs"], args["pair"], summary["chosen_lam"], args["ds"], args["seeds"])
+    select = args.get("select_seeds") or args["seeds"]
+    options = [(args.get("set"), "every run overridden with"), (args.get("set_teacher"), "EAsT/EC runs with")]
+    notes = "".join(f"; {text} `{' '.join(values)}`" for values, text in options if values)
+    if args.get("reuse"):
+        notes += f"; identical runs reused from {', '.join(f'`{Path(f).name}`' for f in args['reuse'])}"
+    intro = (
+        f"Accuracy (%) mean ± std over seeds {args['seeds']}. Student `text_cnn` from scratch on `{base}` "
         "(fixed 20% test split, validation carved from the rest per seed); teacher all-MiniLM-L6-v2 "
         "mean-pooled sentence embedding (cached). Checkpoint selected on validation; lambda per variant "
-        f"chosen from {args.lams} on mean validation accuracy over seeds {args.select_seeds or args.seeds} "
-        f"(EC at d={args.d_select}); the verdict's EC row (loss, d) chosen on validation only. "
-        f"Unseen = whole VADER {' / '.join(domains)} sets, no further training."
-        " Protocol: `benchmarks/east_text.py`"
-        + (f"; every run overridden with `{' '.join(args.set)}`" if args.set else "")
-        + (f"; EAsT/EC runs with `{' '.join(args.set_teacher)}`" if args.set_teacher else "")
-        + (
-            f"; identical runs reused from {', '.join(f'`{Path(f).name}`' for f in args.reuse)}"
-            if args.reuse
-            else ""
-        )
-        + ".",
-        "",
+        f"chosen from {args['lams']} on mean validation accuracy over seeds {select} (EC at "
+        f"d={args['d_select']}); the verdict's EC row (loss, d) chosen on validation only. Unseen = whole "
+        f"VADER {' / '.join(domains)} sets, no further training. Protocol: `benchmarks/east_text.py`{notes}."
+    )
+    probe_text = (
         "Teacher check (validation only): a logistic-regression probe on the standardised teacher "
         f"embedding of the same {probe[0]['labels']} training examples reaches "
-        f"{fmt([p['probe_val_acc'] for p in probe])} validation accuracy vs {base_val} for the student "
-        "baseline.",
-        "",
-        "| row | lambda | val | test | " + " | ".join(f"unseen {d}" for d in domains) + " | unseen mean |",
-        "|---|---|---|---|" + "---|" * (len(domains) + 1),
-    ]
-    for lab, rows in r["table"].items():
-        lam = rows[0]["lam"]
-        um = [statistics.mean(x[c] for c in cols) for x in rows]
-        md.append(
-            f"| {lab} | {'-' if lam is None else lam} | {fmt([x['val_acc'] for x in rows])} | "
-            f"{fmt([x['test_acc'] for x in rows])} | "
-            + " | ".join(fmt([x[c] for x in rows]) for c in cols)
-            + f" | {fmt(um)} |"
-        )
-    grid = "; ".join(
-        f"{k}: " + ", ".join(f"λ={lam} {acc:.2f}" for lam, acc in g.items()) for k, g in r["val_grid"].items()
+        f"{mean_std([p['probe_val_acc'] for p in probe])} validation accuracy vs "
+        f"{mean_std([x['val_acc'] for x in table['baseline']])} for the student baseline."
     )
-    ec_rows, base_rows = r["table"][v["ec_row_by_val"]], r["table"]["baseline"]
+    cells = []
+    for label, rows in table.items():
+        unseen_mean = [statistics.mean(x[c] for c in cols) for x in rows]
+        cells.append(
+            [
+                label,
+                "-" if rows[0]["lam"] is None else rows[0]["lam"],
+                mean_std([x["val_acc"] for x in rows]),
+                mean_std([x["test_acc"] for x in rows]),
+                *[mean_std([x[c] for x in rows]) for c in cols],
+                mean_std(unseen_mean),
+            ]
+        )
+    header = ["row", "lambda", "val", "test", *[f"unseen {d}" for d in domains], "unseen mean"]
+    v = summary["verdict"]
     noise = max(
-        100 * statistics.stdev([statistics.mean(x[c] for c in cols) for x in rows])
-        for rows in (ec_rows, base_rows)
+        100 * statistics.stdev([statistics.mean(x[c] for c in cols) for x in table[k]])
+        for k in (v["ec_row_by_val"], "baseline")
     )
     small = v["generalises_better"] and max(v["unseen_gain_over"].values()) < noise
     gains = ", ".join(f"{k} {g:+.2f}" for k, g in v["test_gain_over"].items())
     ugains = ", ".join(f"{k} {g:+.2f}" for k, g in v["unseen_gain_over"].items())
-    md += [
-        "",
-        f"Validation accuracy of the lambda grid (seeds {args.select_seeds or args.seeds}): {grid}.",
-        "",
+    grid = "; ".join(
+        f"{k}: " + ", ".join(f"λ={lam} {acc:.2f}" for lam, acc in g.items())
+        for k, g in summary["val_grid"].items()
+    )
+    verdict = (
         f"Verdict: EC row chosen on validation = **{v['ec_row_by_val']}**; test gain over {gains}; "
         f"unseen-mean gain over {ugains}. Target (>= 1.0 test point over the baseline and both EAsT rows) "
         f"**{'met' if v['met'] else 'missed'}** on this pair; unseen sets "
@@ -140,9 +140,23 @@ def markdown(args: argparse.Namespace, r: dict, probe: list[dict]) -> str:
             f", but by less than the seed std of the unseen mean ({noise:.2f}): not a clear gain."
             if small
             else "."
-        ),
-    ]
-    return "\n".join(md)
+        )
+    )
+    return "\n".join(
+        [
+            f"# EAsT / EC on text: {title}",
+            "",
+            intro,
+            "",
+            probe_text,
+            "",
+            markdown_table(header, cells),
+            "",
+            f"Validation accuracy of the lambda grid (seeds {select}): {grid}.",
+            "",
+            verdict,
+        ]
+    )
 
 
 def main() -> None:
@@ -159,27 +173,20 @@ def main() -> None:
     p.add_argument("--set-teacher", nargs="*", default=[], help="overrides for the EAsT/EC runs only")
     p.add_argument("--reuse", nargs="*", default=[], help="results files whose identical runs are reused")
     p.add_argument("--probe", action="store_true", help="only the linear probe on the teacher embedding")
+    p.add_argument("--render", action="store_true", help="re-render the markdown from the JSON only")
     args = p.parse_args()
     args.out = args.out or str(RESULTS / f"east_text_{args.pair}.json")
-    torch.set_num_threads(1)  # small models on a shared CPU
-    probe = teacher_probe(args.pair, args.seeds)
-    if args.probe:
+    if args.render:
+        print(rerender_results(args.out, markdown))
         return
-    runner = TextRunner(args, args.pair)
-    reused = [json.loads(Path(f).read_text()) for f in args.reuse]
-    runner.reuse = [x for old in reused for x in old["runs"]]
-    r = run_pair(args, args.pair, runner)
-    r["verdict"] = verdict(r["table"], tuple(f"unseen_{d}" for d in PAIRS[args.pair][4]))
-    print(json.dumps({"pair": args.pair, "chosen_lam": r["chosen_lam"], "verdict": r["verdict"]}), flush=True)
-    runs = [x for rows in r["all_runs"].values() for x in rows]
-    summary = {k: r[k] for k in ("chosen_lam", "val_grid", "verdict")}
-    prov = provenance(vars(args), args.seeds)
-    out = {"runs": runs, "probe": probe, "pair": summary, "provenance": prov}
-    if reused:  # where the reused runs were trained
-        out["reused_provenance"] = [old["provenance"] for old in reused]
-    write_results(args.out, out, markdown(args, r, probe))
-    plot({args.pair: r}, args.ds, Path(args.out).with_suffix(".png"))
-    print(f"baseline val {mean([x['val_acc'] for x in r['table']['baseline']]):.2f}", flush=True)
+    torch.set_num_threads(1)  # small models on a shared CPU
+    res = run_pair(args)
+    if args.probe:
+        print(json.dumps(res["probe"], indent=1))
+        return
+    print(save_results(args.out, res, markdown, vars(args), args.seeds))
+    table = east.table_from_runs(res["runs"], args.pair, res["pair"]["chosen_lam"], args.ds, args.seeds)
+    east.plot_pairs({args.pair: table}, args.ds, Path(args.out).with_suffix(".png"))
 
 
 if __name__ == "__main__":

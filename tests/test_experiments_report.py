@@ -6,7 +6,7 @@ import pytest
 
 from kdforge.config import from_dict
 from kdforge.errors import KdforgeError
-from kdforge.experiments import Interval, make_trials, run_sweep
+from kdforge.experiments import Interval, make_trials, run_sweep, verdict
 from kdforge.report.tables import (
     group_label,
     interval_cell,
@@ -30,9 +30,15 @@ def test_mean_std_cells():
 def test_interval_cell_and_verdict():
     iv = Interval(0.0123, 0.004, 0.0205, 0.95)
     assert interval_cell(iv) == "+1.23 [+0.40, +2.05]"
-    assert interval_cell(iv.to_dict(), target=0.005) == "+1.23 [+0.40, +2.05] (not distinguishable)"
-    assert interval_cell(iv, target=0.004).endswith("(met)")
-    assert interval_cell(iv, scale=1.0, digits=3, target=0.03) == "+0.012 [+0.004, +0.021] (missed)"
+    assert (
+        interval_cell(iv.to_dict(), verdict=verdict(iv, 0.005))
+        == "+1.23 [+0.40, +2.05] (not distinguishable)"
+    )
+    assert interval_cell(iv, verdict=verdict(iv, 0.004)).endswith("(met)")
+    assert (
+        interval_cell(iv, scale=1.0, digits=3, verdict=verdict(iv, 0.03))
+        == "+0.012 [+0.004, +0.021] (missed)"
+    )
 
 
 def test_markdown_table():
@@ -60,6 +66,7 @@ def test_report_groups_seeds_of_one_recipe(tmp_path):
     trials = make_trials(base, {"train.lr": [0.01]}, seeds=[0, 1])
     trials += make_trials(base, {"train.lr": [0.03]}, seeds=[0])
     runs = run_sweep(trials, tmp_path / "out", progress=False)
+    assert summaries_table(runs) == summaries_table([load_summary(tmp_path / "out" / t.name) for t in trials])
     summaries = [load_summary(tmp_path / "out" / t.name) for t in trials]
     assert summaries[0]["recipe_fingerprint"] == summaries[1]["recipe_fingerprint"]
     assert summaries[0]["recipe_fingerprint"] != summaries[2]["recipe_fingerprint"]

@@ -83,6 +83,9 @@ def test_sweep_refuses_another_recipes_finished_run(tmp_path):
         run_sweep([longer], out, progress=False)
     with pytest.raises(KdforgeError, match="already holds a checkpoint"):
         run_sweep([trial], out, resume=False, progress=False)
+    (out / trial.name / "config.yaml").write_text("train: [unclosed\n")  # no readable record of the run
+    with pytest.raises(KdforgeError, match="different recipe"):
+        run_sweep([trial], out, progress=False)
     with pytest.raises(KdforgeError, match="duplicate trial names"):
         run_sweep([trial, trial], tmp_path / "dup", progress=False)
     assert json.loads(before)["fingerprint"] == trial.config.fingerprint()

@@ -151,7 +151,15 @@ def test_end_to_end_translate_and_evaluate(pair_dir, digits, tmp_path, objective
     a, b = tt.translate(te), tt2.translate(te)
     assert all(torch.equal(a[k], b[k]) for k in a)
     r = evaluate(tt2, te, digits.test.tensors["x"], digits.test.tensors["y"])
-    assert len(r["translated"]) == len(te["seed"]) and all(0 <= v <= 1 for v in r["translated"])
+    # each score is that network's accuracy with the translated block, computed one network at a time
+    small, xt, yt = tt2.translate(te), digits.test.tensors["x"], digits.test.tensors["y"]
+    assert len(r["translated"]) == len(te["seed"]) >= 1
+    for i, score in enumerate(r["translated"]):
+        net = {k: v[i] for k, v in {**te, **small}.items() if k.startswith(("begin.", "last.", "small."))}
+        stats = {k[6:]: v[i] for k, v in te.items() if k.startswith(("stats.begin", "stats.last"))}
+        logits, _ = N.forward(net, stats, xt, "small", False, SPEC.small_skip)
+        assert score == pytest.approx((logits.argmax(-1) == yt).float().mean().item(), abs=1e-6)
+    assert r["trained"] == te["acc_small"].tolist() and r["large"] == te["acc_large"].tolist()
     with pytest.raises(KdforgeError, match="block shapes"):
         TrainedTranslator.load(tmp_path / "t.safetensors", N.BlockSpec(image_size=8, bottleneck=2))
     (tmp_path / "bad.safetensors").write_bytes(b"nope")

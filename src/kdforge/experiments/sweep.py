@@ -31,6 +31,7 @@ from kdforge.config import RunConfig, apply_overrides, from_dict, load_recipe, s
 from kdforge.engine import checkpoint as ckpt
 from kdforge.engine.run import run_experiment
 from kdforge.errors import KdforgeError
+from kdforge.report.tables import load_summary
 
 TRIAL_FILE = "trial.json"  # written into each trial's run directory: name, recipe, overrides, seed
 
@@ -159,11 +160,15 @@ def _finished(trial: Trial, run_dir: Path) -> dict[str, Any] | None:
     if not summary_path.is_file():
         return None
     summary = json.loads(summary_path.read_text())
-    done = (
-        yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
-    )
+    try:
+        done = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        done = None  # no readable record of the run's length: treated as another recipe's run
     want = trial.config.to_dict()
-    same_length = all(done.get("train", {}).get(k) == want["train"][k] for k in ("epochs", "max_steps"))
+    trained = done.get("train") if isinstance(done, dict) else None
+    same_length = isinstance(trained, dict) and all(
+        trained.get(k) == want["train"][k] for k in ("epochs", "max_steps")
+    )
     if summary.get("fingerprint") != trial.config.fingerprint() or not same_length:
         raise KdforgeError(
             f"'{run_dir}' holds a finished run of a different recipe than trial '{trial.name}' "
@@ -187,8 +192,9 @@ def run_sweep(
         progress: Show a progress bar over trials.
 
     Returns:
-        Each trial's summary (see ``run_experiment``) with ``"overrides"``, ``"trial"`` and
-        ``"recipe"`` added, in trial order.
+        Each trial's summary (see ``run_experiment``) with ``"overrides"``, ``"trial"``, ``"recipe"``
+        and ``"recipe_fingerprint"`` (equal for the seeds of one grid point, so
+        :func:`kdforge.report.tables.summaries_table` gives one row per grid point) added, in trial order.
 
     Raises:
         KdforgeError: for duplicate trial names, a run directory holding another recipe's
@@ -216,7 +222,8 @@ def run_sweep(
             "seed": trial.seed,
         }
         (run_dir / TRIAL_FILE).write_text(json.dumps(record, indent=1, default=str))
-        results.append(dict(summary, overrides=dict(trial.overrides), trial=trial.name, recipe=trial.recipe))
+        extra = {"trial": trial.name, "recipe": trial.recipe, "recipe_fingerprint": cfg.recipe_fingerprint()}
+        results.append(dict(summary, overrides=dict(trial.overrides), **extra))
     return results
 
 
@@ -230,8 +237,23 @@ def load_sweep(output_dir: str | Path) -> list[dict[str, Any]]:
         summary_path = trial_path.parent / "summary.json"
         if summary_path.is_file():
             record = json.loads(trial_path.read_text())
-            summary = json.loads(summary_path.read_text())
+            summary = load_summary(trial_path.parent)  # adds the recipe fingerprint from config.yaml
             out.append(
                 dict(summary, overrides=record["overrides"], trial=record["trial"], recipe=record["recipe"])
             )
     return out
+
+
+def run_recipe(recipe: str | Path, overrides: Sequence[str] = (), progress: bool = False) -> dict[str, Any]:
+    """Run one recipe under its own ``name`` in its ``output_dir`` (skipped when finished, resumed
+    when half-finished), e.g. a teacher whose export other recipes name by path."""
+    cfg = load_recipe(recipe, list(overrides))
+    return run_sweep([Trial(cfg.name, cfg, {}, cfg.seed, cfg.name)], cfg.output_dir, progress=progress)[0]
+
+
+def run_seeds(
+    recipe: str | Path, seeds: Sequence[int], name: str | None = None, overrides: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """Run one recipe once per seed in its ``output_dir`` (runs ``<name>-seed<S>``, resumable)."""
+    trials = make_trials(recipe, {}, seeds, name=name, extra_overrides=overrides)
+    return run_sweep(trials, trials[0].config.output_dir, progress=False)

@@ -20,7 +20,6 @@ import yaml
 
 from kdforge.config import from_dict
 from kdforge.errors import KdforgeError
-from kdforge.experiments.intervals import Interval, verdict
 
 
 def load_summary(run_dir: str | Path) -> dict[str, Any]:
@@ -62,24 +61,20 @@ def mean_std(values: Sequence[float], scale: float = 100.0, digits: int = 2) -> 
     return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
 
 
-def interval_cell(
-    interval: Interval | dict[str, float], scale: float = 100.0, digits: int = 2, target: float | None = None
-) -> str:
-    """``"+1.23 [+0.40, +2.05]"`` for an interval of a delta, plus its verdict against ``target``.
+def interval_cell(interval: Any, scale: float = 100.0, digits: int = 2, verdict: str | None = None) -> str:
+    """``"+1.23 [+0.40, +2.05]"`` for an interval of a delta, plus an optional verdict.
 
     Args:
-        interval: An :class:`kdforge.experiments.Interval` or its ``to_dict()``.
+        interval: Anything with ``mean``, ``low`` and ``high`` (a
+            :class:`kdforge.experiments.Interval`) or a dict with those keys.
         scale: Multiplier of the printed values (default: fractions as points).
         digits: Decimals.
-        target: When given, :func:`kdforge.experiments.verdict` against it (in the interval's
-            own units, before ``scale``) is appended in parentheses.
+        verdict: Appended in parentheses, e.g. ``kdforge.experiments.verdict(interval, target)``.
     """
-    if isinstance(interval, dict):
-        interval = Interval(**interval)
-    text = interval.format(scale=scale, digits=digits)
-    if target is not None:
-        text += f" ({verdict(interval, target)})"
-    return text
+    get = interval.get if isinstance(interval, dict) else lambda key: getattr(interval, key)
+    mean, low, high = (get(key) * scale for key in ("mean", "low", "high"))
+    text = f"{mean:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
+    return f"{text} ({verdict})" if verdict else text
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

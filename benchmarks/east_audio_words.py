@@ -11,7 +11,8 @@ over seeds, by :func:`kdforge.experiments.select_best`; checkpoints selected on 
 the unseen set only scored):
 
 - ``baseline``: the small CNN on log-mels, from scratch (``configs/east_audio/words_baseline.yaml``).
-- ``EAsT-FitNet``, ``EAsT-dCor``: the uncompressed utterance embedding as target.
+- ``EAsT-FitNet``, ``EAsT-dCor``: the uncompressed utterance embedding as target (``--teacher-path
+  encoder.frames_mean``: the mean frame-level LSTM state instead).
 - ``EC-FitNet-d*``, ``EC-dCor-d*``: compressed to each d of ``--ds`` (``words_ec.yaml``); lambda is
   chosen per loss at the first d and reused at the others (a third of the runs).
 - ``KD-from-probe``: Hinton KD from a linear probe trained on the embedding in the same loop (no
@@ -175,6 +176,8 @@ def trained_rows(args, per_class: int, asterisk, out_dir: Path, rows: dict, save
     for label, (recipe, overrides, grid) in row_specs(
         args.lams, args.ds, args.finetune_lrs if args.finetune_epochs > 0 else []
     ).items():
+        if args.rows and label not in args.rows:
+            continue
         pc_key = "data.kwargs.base_kwargs.per_class" if recipe == "words_ec.yaml" else "data.kwargs.per_class"
         extra = [
             *overrides,
@@ -183,13 +186,16 @@ def trained_rows(args, per_class: int, asterisk, out_dir: Path, rows: dict, save
             f"train.epochs={args.epochs}",
         ]
         if recipe == "words_ec.yaml":
-            extra.append(f"data.kwargs.cache={args.cache / 'encoder'}")
+            extra.append(f"data.kwargs.cache={args.cache / args.teacher_path}")
+            extra.append(f"data.kwargs.model=ge2e_classifier@{args.teacher_path}")
         if label == "teacher fine-tuned":
             extra[-1] = f"train.epochs={args.finetune_epochs}"
         if label.startswith("EC-") and not grid:  # the lambda chosen for this loss at the first d
             first = next(r for k, r in rows.items() if k.startswith(label.rsplit("-d", 1)[0] + "-d"))
             extra += [f"{k}={v}" for k, v in first["chosen"].items()]
         slug = label.replace(" ", "_")
+        if recipe == "words_ec.yaml" and args.teacher_path != "encoder":
+            slug = f"{args.teacher_path}-{slug}"
         trials = make_trials(CONFIGS / recipe, grid, args.seeds, name=slug, extra_overrides=extra)
         summaries = run_sweep(trials, out_dir, progress=False)
         chosen = select_best(summaries, "val_acc")[()]
@@ -335,6 +341,8 @@ def main() -> None:
     p.add_argument("--finetune-epochs", type=int, default=10)
     p.add_argument("--finetune-lrs", type=float, nargs="+", default=[1e-3])
     p.add_argument("--out", default="benchmarks/results/east_audio_words")
+    p.add_argument("--teacher-path", default="encoder", choices=TEACHER_PATHS, help="the EAsT/EC target")
+    p.add_argument("--rows", nargs="+", default=None, help="only these rows (default all)")
     p.add_argument("--render", action="store_true", help="only re-write the markdown from OUT.json")
     args = p.parse_args()
     if args.render:

@@ -280,7 +280,7 @@ def markdown(results: dict) -> str:
                 f"{fmt(row['unseen_acc'])} | {statistics.mean(row['train_time_s']):.0f} |"
             )
         if missing:
-            lines += ["", f"Not measured (CPU budget ran out): {', '.join(missing)}."]
+            lines += ["", f"Not measured in this file (CPU budget): {', '.join(missing)}."]
         v = block["verdict"]
         if v["ec_row"] is None:
             lines += ["", f"(partial: {v['note']})", ""]

@@ -251,6 +251,7 @@ def markdown(results: dict) -> str:
         f"Data: `kdforge data speech-words` (seed {seed}), voices train/val/test {voices.get('train')}/"
         f"{voices.get('val')}/{voices.get('test')}; test voices never occur in training; real recordings: "
         "the Asterisk studio takes (one per word), scored without training. "
+        f"EAsT/EC target: the teacher's `{cfg.get('teacher_path', 'encoder')}` output. "
         f"Seeds {cfg['seeds']}; students {cfg['epochs']} epochs, checkpoint chosen on validation; "
         f"lambda grid {cfg['lams']}{fixed}; EC lambda chosen at d={cfg['ds'][0]} and reused; "
         f"teacher fine-tuning {cfg['finetune_epochs']} epochs at lr {cfg['finetune_lrs']}; "

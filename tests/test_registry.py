@@ -46,6 +46,16 @@ METHOD_SETUPS = {
 # methods whose training batches carry extra tensors (e.g. cached teacher embeddings)
 EAST_BATCH = {**BATCH, "teacher_emb": torch.randn(16, 12, generator=torch.Generator().manual_seed(0))}
 TEXT_MODELS = {"text_cnn", "tiny_transformer", "minilm_classifier", "minilm_student", "minilm_narrow"}
+AUDIO_MODELS = {"ge2e_classifier"}  # log-mel models: [1, 40 mel channels, frames]
+
+
+def _audio_weights_or_skip() -> None:
+    from kdforge.models.audio_teachers import resemblyzer_weights
+
+    try:
+        resemblyzer_weights()
+    except KdforgeError as e:
+        pytest.skip(f"GE2E weights not installed: {e.fix}")
 
 
 def _with_batch(method: Method, batch) -> Method:
@@ -128,6 +138,12 @@ def test_models_forward_backward_roundtrip(name, shape):
         shape = (16,)
         ids = torch.randint(1, 1000, (4, 16))
         inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    elif name in AUDIO_MODELS:
+        if shape != (1, 8, 8):
+            pytest.skip("audio models take 40-channel log-mels; tested once with (1, 40, 101)")
+        _audio_weights_or_skip()
+        shape = (1, 40, 101)
+        inputs = {"x": torch.randn(4, *shape)}
     else:
         inputs = {"x": torch.rand(4, *shape)}
     model = build_model(name, shape, 10)

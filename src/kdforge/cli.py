@@ -36,6 +36,7 @@ from kdforge.errors import KdforgeError
 _SUBAPPS: dict[str, tuple[str, str]] = {
     "translate": ("kdforge.methods.translation.cli", "Knowledge Translation: make pairs, train, evaluate."),
     "embed": ("kdforge.data.embeddings_cli", "Teacher-embedding cache: extract embeddings once."),
+    "data": ("kdforge.data.speech_words_cli", "Generated data sets: spoken words (synthetic and real)."),
 }
 
 

@@ -1,6 +1,7 @@
 """Data sets (registered by name) and batching utilities."""
 
 from kdforge.data import (  # noqa: F401  (registers datasets)
+    audio_folder,
     few_labels,
     hf_disk,
     image_folder,

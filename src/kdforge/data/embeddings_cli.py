@@ -40,7 +40,11 @@ def make_embedder(model: str, checkpoint: str | None, path: str | None, splits):
     from pathlib import Path
 
     from kdforge.models import build_model
+    from kdforge.registry import MODELS
 
+    if getattr(MODELS.get(model), "pretrained", False) and not checkpoint:  # weights come with the builder
+        net = build_model(model, splits.input_shape, splits.num_classes)
+        return module_embedder(net, path), torch.float32
     if not checkpoint:
         raise KdforgeError(
             f"model '{model}' has no checkpoint: its embeddings would be random", "pass --checkpoint"

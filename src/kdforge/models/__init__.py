@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from kdforge import io
 from kdforge.errors import KdforgeError
-from kdforge.models import bert_narrow, cnn, headed, hf, mlp, text  # noqa: F401  (registers models)
+from kdforge.models import audio_teachers, bert_narrow, cnn, headed, hf, mlp, text  # noqa: F401  (registers models)
 from kdforge.models.mlp import count_parameters
 from kdforge.models.reference import build_reference, call_builder, is_reference
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from kdforge.errors import KdforgeError
 from kdforge.models.audio_features import (
     MelConfig,
     MelFrontEnd,
@@ -17,7 +18,6 @@ from kdforge.models.audio_features import (
     power_spectrogram,
     resample,
 )
-from kdforge.errors import KdforgeError
 
 
 def _numpy_slaney_mel(f: float) -> float:

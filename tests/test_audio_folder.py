@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from kdforge.data import load_dataset
-from kdforge.models.audio_features import MelFrontEnd, resample
 from kdforge.data.audio_folder import clip_features, fix_length, read_audio, write_wav
 from kdforge.errors import KdforgeError
+from kdforge.models.audio_features import MelFrontEnd, resample
 
 TONES = {"low": 300.0, "mid": 900.0, "high": 2500.0}
 

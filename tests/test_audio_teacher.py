@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from kdforge.models.audio_features import MelFrontEnd
 from kdforge.data.audio_folder import fix_length, read_audio
 from kdforge.errors import KdforgeError
 from kdforge.models import build_model
+from kdforge.models.audio_features import MelFrontEnd
 from kdforge.models.audio_teachers import GE2EEncoder, partial_windows, resemblyzer_weights
 
 

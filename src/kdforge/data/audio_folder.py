@@ -28,9 +28,9 @@ import numpy as np
 import torch
 
 from kdforge.data._batches import TensorData
-from kdforge.models.audio_features import MelConfig, MelFrontEnd, resample
 from kdforge.data.vision import Splits
 from kdforge.errors import KdforgeError
+from kdforge.models.audio_features import MelConfig, MelFrontEnd, resample
 from kdforge.registry import register_dataset
 
 AUDIO_SUFFIXES = (".wav", ".flac")

@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kdforge.models.audio_features import MelConfig, MelFrontEnd
 from kdforge.errors import KdforgeError
+from kdforge.models.audio_features import MelConfig, MelFrontEnd
 from kdforge.models.hf import cache_root
 from kdforge.registry import register_model
 

@@ -26,7 +26,9 @@ whichever run, seed or resume filled the entry: results never depend on the comp
 training batches, and a resumed run reads exactly what the uninterrupted one read.
 
 **Lookup.** Before training, the stored rows are gathered into the training split as extra
-tensors ``teacher_out:<name>``, matched by row hash once; the engine's sampler then carries
+tensors ``teacher_out:<name>``, matched by row hash once, together with what the method derives
+from them alone (:meth:`~kdforge.methods._base.Method.derived_teacher_outputs`: KD's softened
+log-probabilities), computed once here rather than every step; the engine's sampler then carries
 them in every batch like the labels (so resume and multi-process sharding need nothing
 more), and :meth:`~kdforge.methods._base.Method.teacher_outputs` reads them. No per-step
 hashing or lookup.
@@ -203,7 +205,10 @@ def attach_teacher_outputs(
         raise KdforgeError(
             f"{int((rows < 0).sum())} training examples are missing from {WHAT} {path}", f"delete {path}"
         )
-    extra = {TEACHER_OUTPUT_PREFIX + k: v[rows] for k, v in outputs.items()}
+    gathered = {k: v[rows] for k, v in outputs.items()}
+    with torch.no_grad():  # once for the whole split instead of once per step
+        gathered.update(method.derived_teacher_outputs(gathered))
+    extra = {TEACHER_OUTPUT_PREFIX + k: v for k, v in gathered.items()}
     return TensorData({**splits.train.tensors, **extra})
 
 

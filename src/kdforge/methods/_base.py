@@ -123,11 +123,26 @@ class Method(nn.Module):
         """
         return {"method": type(self).__name__}
 
+    def derived_teacher_outputs(self, outputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Per-example tensors computed from :meth:`teacher_targets` outputs and options alone.
+
+        With the cache they are computed once for the whole training split when it is attached
+        (row ``i`` must depend on row ``i`` of ``outputs`` alone), else once per batch.
+        Default: none. Example: KD's temperature-softened teacher log-probabilities.
+        """
+        return {}
+
     def teacher_outputs(self, batch: Batch) -> dict[str, Tensor]:
-        """The batch's cached teacher outputs when it carries them, else :meth:`teacher_targets`."""
+        """The batch's cached teacher outputs when it carries them, else computed from the batch.
+
+        Either way: :meth:`teacher_targets` plus :meth:`derived_teacher_outputs`.
+        """
         n = len(TEACHER_OUTPUT_PREFIX)
         cached = {k[n:]: v for k, v in batch.items() if k.startswith(TEACHER_OUTPUT_PREFIX)}
-        return cached or self.teacher_targets(batch)
+        if cached:
+            return cached
+        outputs = self.teacher_targets(batch)
+        return {**outputs, **self.derived_teacher_outputs(outputs)}
 
     def on_step_start(self, step: int, total_steps: int) -> None:
         """Hook for curricula (e.g. Theseus replacement rate). Default: nothing."""

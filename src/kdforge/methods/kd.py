@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from kdforge.losses.kd import hinton_loss
+from kdforge.losses.kd import hinton_loss_log_targets, soft_targets
 from kdforge.methods._base import Batch, Method, model_inputs
 from kdforge.registry import register_method
 
@@ -32,8 +32,13 @@ class KD(Method):
         """The teacher's logits."""
         return {"logits": self.teacher_forward(batch)}
 
+    def derived_teacher_outputs(self, outputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The teacher's softened log-probabilities (with the cache: once per example, not per step)."""
+        return {"log_probs": soft_targets(outputs["logits"], self.config.temperature)}
+
     def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         logits = self.student(**model_inputs(batch))
-        t_logits = self.teacher_outputs(batch)["logits"]
-        ce, kl = hinton_loss(logits, t_logits, batch["y"], self.config.temperature, self.config.alpha)
+        log_p_t = self.teacher_outputs(batch)["log_probs"]
+        cfg = self.config
+        ce, kl = hinton_loss_log_targets(logits, log_p_t, batch["y"], cfg.temperature, cfg.alpha)
         return logits, {"ce": ce, "kd": kl}

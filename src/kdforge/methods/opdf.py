@@ -199,6 +199,9 @@ class OPDF(Method):
     def teacher_targets_key(self) -> dict[str, Any]:
         return self.base.teacher_targets_key()
 
+    def derived_teacher_outputs(self, outputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        return self.base.derived_teacher_outputs(outputs)
+
     def on_step_start(self, step: int, total_steps: int) -> None:
         self.base.on_step_start(step, total_steps)
 

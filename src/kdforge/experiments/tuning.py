@@ -125,7 +125,12 @@ def split_finished(trials: Sequence[Trial], output_dir: str | Path) -> tuple[lis
         if summary is None:
             missing.append(trial.name)
         else:
-            record = {"overrides": dict(trial.overrides), "trial": trial.name, "recipe": trial.recipe}
+            record = {
+                "overrides": dict(trial.overrides),
+                "trial": trial.name,
+                "recipe": trial.recipe,
+                "recipe_fingerprint": trial.config.recipe_fingerprint(),  # as run_sweep adds it
+            }
             done.append(dict(summary, **record))
     return done, missing
 

@@ -16,6 +16,7 @@ it reads; ``kdforge.experiments.recipes_check`` runs it and its student alone (s
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from kdforge.config import load_recipe
@@ -26,6 +27,7 @@ from kdforge.experiments.recipes_check import (
     run_alone,
     single_row,
     skipped_row,
+    tune_pair,
 )
 from kdforge.report.results import rerender_results, save_results
 from kdforge.report.tables import interval_cell, markdown_table
@@ -50,6 +52,12 @@ RECIPES: dict[str, str] = {  # recipe -> teacher | alone | the teacher recipe it
     **{f"opdf/nlp_{b}_{v}.yaml": NLP for b in ("kd", "adkd", "narrowkd", "theseus")
        for v in ("plain", "svd", "opdf", "opdf_noalign", "plain_lr3x")},
 }  # fmt: skip
+TUNING = {  # recipe -> (student-alone grid, distilled grid): equal sizes, seed 0, chosen on validation
+    "fmnist_fitnet.yaml": (
+        {"train.lr": [0.001, 0.002, 0.006, 0.02]},
+        {"train.lr": [0.002, 0.006], "method.kwargs.beta": [0.1, 1.0]},
+    ),
+}
 NOT_RUN = "time: not reached within this check's budget on the shared 2-core CPU"
 
 
@@ -98,6 +106,15 @@ def markdown(res: dict) -> str:
         else []
     )
     lines += ["", "Not checked:", *skipped] if skipped else []
+    for rel, sides in res.get("tuning", {}).items():
+        lines += [
+            "",
+            f"Tuning of {rel} (seed 0, validation accuracy %, same number of settings per side):",
+            "",
+        ]
+        cells = [[side, json.dumps(c["overrides"]), f"{100 * c['mean']:.2f}"]
+                 for side in ("alone", "distilled") for c in sides[side]["candidates"]]  # fmt: skip
+        lines.append(markdown_table(["student", "setting", "val %"], cells))
     return "\n".join(lines)
 
 
@@ -114,8 +131,13 @@ def main() -> None:
     missing = sorted(set(checkable_recipes(CONFIGS)) - set(RECIPES))
     if missing:
         raise SystemExit(f"recipes not declared in RECIPES: {missing}")
+    tuning = {
+        rel: tune_pair(CONFIGS / rel, *grids, seeds=[0], teacher=CONFIGS / RECIPES[rel])
+        for rel, grids in TUNING.items()
+        if rel in args.recipes
+    }
     rows = [check(r, args.seeds) if r in args.recipes else skipped_row(r, NOT_RUN) for r in RECIPES]
-    res = {"seeds": args.seeds, "rows": rows}
+    res = {"seeds": args.seeds, "rows": rows, "tuning": tuning}
     print(save_results(args.out, res, markdown, {"recipes": args.recipes}, args.seeds))
 
 

@@ -10,12 +10,14 @@ import pytest
 import yaml
 
 from kdforge.config import from_dict, load_recipe
+from kdforge.errors import KdforgeError
 from kdforge.experiments.recipes_check import (
     alone_config,
     check_recipe,
     check_row,
     checkable_recipes,
     recipe_note,
+    tune_pair,
 )
 
 from conftest import digits_recipe
@@ -111,3 +113,23 @@ def test_check_recipe_runs_teacher_distilled_and_alone_and_reuses_them(tmp_path,
     assert again["alone"] == {**row["alone"], "train_time_s": again["alone"]["train_time_s"]}
     text = bench.markdown({"seeds": [0, 1], "rows": [row, bench.skipped_row("x.yaml", "cost")]})
     assert "| kd.yaml | kd |" in text and "- x.yaml: cost" in text and "a test note." in text
+
+
+def test_tune_pair_gives_both_sides_the_same_budget_and_selects_on_validation(tmp_path):
+    teacher_rec = digits_recipe(tmp_path, "t", student={"name": "mlp", "kwargs": {"hidden": [64]}})
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(teacher_rec))
+    teacher = {"name": "mlp", "kwargs": {"hidden": [64]}, "checkpoint": "{output_dir}/t/student.safetensors"}
+    kd = digits_recipe(tmp_path, "kd", teacher=teacher, method={"name": "kd", "kwargs": {"alpha": 0.5}})
+    (tmp_path / "kd.yaml").write_text(yaml.safe_dump(kd))
+    with pytest.raises(KdforgeError, match="unequal tuning budgets"):
+        tune_pair(tmp_path / "kd.yaml", {"train.lr": [0.01]}, {"train.lr": [0.01, 0.001]}, [0])
+    res = tune_pair(
+        tmp_path / "kd.yaml",
+        {"train.lr": [0.01, 0.0001]},
+        {"method.kwargs.alpha": [0.5, 0.9]},
+        [0],
+        teacher=tmp_path / "t.yaml",
+    )
+    assert res["alone"]["overrides"] == {"train.lr": 0.01}  # 1e-4 for 3 epochs barely moves
+    assert len(res["alone"]["candidates"]) == len(res["distilled"]["candidates"]) == 2
+    assert res["distilled"]["mean"] == res["distilled"]["candidates"][0]["mean"]

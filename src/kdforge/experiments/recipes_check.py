@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from kdforge.config import MethodConfig, RunConfig, load_recipe
+from kdforge.errors import KdforgeError
 from kdforge.experiments.intervals import paired_bootstrap, verdict
-from kdforge.experiments.sweep import make_trials, run_recipe, run_seeds, run_sweep
+from kdforge.experiments.selection import select_best
+from kdforge.experiments.sweep import expand_grid, make_trials, run_recipe, run_seeds, run_sweep
 
 NOTE_PREFIX = "# distilled vs alone:"  # a recipe comment saying why distillation does not pay there
 SKIP_DIRS = ("kt",)  # Knowledge Translation recipes (another schema, no student-alone counterpart)
@@ -165,3 +167,44 @@ def single_row(recipe: str, runs: Sequence[dict[str, Any]], kind: str) -> dict[s
 def skipped_row(recipe: str, reason: str) -> dict[str, Any]:
     """A declared recipe that was not checked, and why."""
     return {"recipe": recipe, "kind": "not checked", "reason": reason}
+
+
+def tune_pair(
+    recipe: str | Path,
+    alone_grid: dict[str, list[Any]],
+    distilled_grid: dict[str, list[Any]],
+    seeds: Sequence[int],
+    teacher: str | Path | None = None,
+) -> dict[str, Any]:
+    """Choose a recipe's settings on validation, with the same budget for the student alone.
+
+    Both grids must have the same number of points (the student alone gets as many tries as
+    the distilled student); each point runs once per seed, the best mean validation accuracy
+    wins (:func:`kdforge.experiments.select_best`; test accuracy is never read).
+
+    Returns:
+        ``{"alone": ..., "distilled": ...}``, each the chosen ``overrides``, its validation
+        ``mean`` and every ``candidates`` row (overrides, mean, std, n), best first.
+
+    Raises:
+        KdforgeError: when the grids differ in size.
+    """
+    n_alone, n_distilled = len(expand_grid(alone_grid)), len(expand_grid(distilled_grid))
+    if n_alone != n_distilled:
+        raise KdforgeError(
+            f"unequal tuning budgets: {n_alone} settings for the student alone, {n_distilled} distilled",
+            "give both grids the same number of points",
+        )
+    if teacher is not None:
+        run_recipe(teacher)
+    cfg = load_recipe(recipe)
+    alone = alone_config(cfg)
+    sweeps = {
+        "alone": make_trials(alone, alone_grid, seeds, name=f"tune-alone-{alone.recipe_fingerprint()}"),
+        "distilled": make_trials(cfg, distilled_grid, seeds, name=f"tune-{cfg.name}"),
+    }
+    out = {}
+    for side, trials in sweeps.items():
+        best = select_best(run_sweep(trials, cfg.output_dir, progress=False), metric="val_acc")[()]
+        out[side] = {k: best[k] for k in ("overrides", "mean", "candidates")}
+    return out

@@ -133,3 +133,7 @@ def test_tune_pair_gives_both_sides_the_same_budget_and_selects_on_validation(tm
     assert res["alone"]["overrides"] == {"train.lr": 0.01}  # 1e-4 for 3 epochs barely moves
     assert len(res["alone"]["candidates"]) == len(res["distilled"]["candidates"]) == 2
     assert res["distilled"]["mean"] == res["distilled"]["candidates"][0]["mean"]
+    # the check of the recipe reuses the tuning runs of its own setting (runs named by what they train)
+    check_recipe(tmp_path / "kd.yaml", [0, 1], n_boot=200)
+    assert len(list(tmp_path.glob("alone-*-seed*"))) == 3  # lr 0.01 and 1e-4 at seed 0, then seed 1
+    assert len(list(tmp_path.glob("kd-*-seed*"))) == 3  # alpha 0.5 and 0.9 at seed 0, then seed 1

@@ -24,7 +24,7 @@ from kdforge.config import MethodConfig, RunConfig, load_recipe
 from kdforge.errors import KdforgeError
 from kdforge.experiments.intervals import paired_bootstrap, verdict
 from kdforge.experiments.selection import select_best
-from kdforge.experiments.sweep import expand_grid, make_trials, run_recipe, run_seeds, run_sweep
+from kdforge.experiments.sweep import expand_grid, make_trials, run_recipe, run_sweep
 
 NOTE_PREFIX = "# distilled vs alone:"  # a recipe comment saying why distillation does not pay there
 SKIP_DIRS = ("kt",)  # Knowledge Translation recipes (another schema, no student-alone counterpart)
@@ -69,15 +69,23 @@ def alone_config(cfg: RunConfig) -> RunConfig:
     return dataclasses.replace(cfg, method=MethodConfig("supervised", {}), teacher=None)
 
 
+def _config_trials(cfg: RunConfig, grid: dict[str, list[Any]], seeds: Sequence[int], prefix: str) -> list:
+    """:func:`make_trials` named ``<prefix>-<recipe fingerprint>-seed<S>``: a run is named by what it
+    trains, so a tuning point and the check of the recipe it chose share their runs."""
+    trials = make_trials(cfg, grid, seeds, name=prefix)
+    for t in trials:
+        t.name = f"{prefix}-{t.config.recipe_fingerprint()}-seed{t.seed}"
+        t.config = dataclasses.replace(t.config, name=t.name)
+    return trials
+
+
 def run_alone(cfg: RunConfig, seeds: Sequence[int]) -> list[dict[str, Any]]:
     """Train the student of ``cfg`` alone once per seed (resumable).
 
     Runs are named ``alone-<recipe fingerprint>-seed<S>`` in ``cfg.output_dir``, so recipes
     whose alone version is the same (e.g. the variants of one student) share their runs.
     """
-    alone = alone_config(cfg)
-    trials = make_trials(alone, {}, seeds, name=f"alone-{alone.recipe_fingerprint()}")
-    return run_sweep(trials, cfg.output_dir, progress=False)
+    return run_sweep(_config_trials(alone_config(cfg), {}, seeds, "alone"), cfg.output_dir, progress=False)
 
 
 def _stats(values: Sequence[float]) -> dict[str, Any]:
@@ -144,7 +152,8 @@ def check_recipe(
 
     Args:
         recipe: The distilling recipe.
-        seeds: Run seeds (the distilled runs are ``<name>-seed<S>`` in the recipe's output_dir).
+        seeds: Run seeds (the distilled runs are ``<name>-<recipe fingerprint>-seed<S>`` in the
+            recipe's output_dir).
         teacher: The recipe whose export the teacher checkpoint names; run first (once, its own
             seed) when given and not finished.
         label: The recipe as printed (default: the path as given).
@@ -152,7 +161,7 @@ def check_recipe(
     if teacher is not None:
         run_recipe(teacher)
     cfg = load_recipe(recipe)
-    distilled = run_seeds(recipe, seeds)
+    distilled = run_sweep(_config_trials(cfg, {}, seeds, cfg.name), cfg.output_dir, progress=False)
     alone = run_alone(cfg, seeds)
     return check_row(
         label or str(recipe), alone, distilled, cfg.method.name, recipe_note(recipe), **bootstrap
@@ -198,10 +207,9 @@ def tune_pair(
     if teacher is not None:
         run_recipe(teacher)
     cfg = load_recipe(recipe)
-    alone = alone_config(cfg)
     sweeps = {
-        "alone": make_trials(alone, alone_grid, seeds, name=f"tune-alone-{alone.recipe_fingerprint()}"),
-        "distilled": make_trials(cfg, distilled_grid, seeds, name=f"tune-{cfg.name}"),
+        "alone": _config_trials(alone_config(cfg), alone_grid, seeds, "alone"),
+        "distilled": _config_trials(cfg, distilled_grid, seeds, cfg.name),
     }
     out = {}
     for side, trials in sweeps.items():

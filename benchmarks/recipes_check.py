@@ -80,7 +80,7 @@ def pm(side: dict, key: str) -> str:
 def markdown(res: dict) -> str:
     head = ["recipe", "method", "params", "alone val %", "distilled val %", "alone test %",
             "distilled test %", "val delta [95% CI]", "verdict (val)"]  # fmt: skip
-    cells, singles, skipped, notes = [], [], [], []
+    cells, singles, skipped, notes = [], [], {}, []
     for r in res["rows"]:
         if r["kind"] == "distilled":
             a, d = r["alone"], r["distilled"]
@@ -90,7 +90,7 @@ def markdown(res: dict) -> str:
                           pm(a, "test_acc"), pm(d, "test_acc"), delta, shown])  # fmt: skip
             notes += [f"- {r['recipe']}: {r['note']}"] if r["note"] else []
         elif r["kind"] == "not checked":
-            skipped.append(f"- {r['recipe']}: {r['reason']}")
+            skipped.setdefault(r["reason"], []).append(f"`{r['recipe']}`")
         else:
             a = r["alone"]
             singles.append([r["recipe"], r["kind"], f"{a['params']:,}", pm(a, "val_acc"), pm(a, "test_acc")])
@@ -105,7 +105,13 @@ def markdown(res: dict) -> str:
         if notes
         else []
     )
-    lines += ["", "Not checked:", *skipped] if skipped else []
+    lines += (
+        ["", "Not checked:", *(f"- {why}: {', '.join(rs)}" for why, rs in skipped.items())] if skipped else []
+    )
+    checked = [r for r in res["rows"] if r["kind"] == "distilled"]
+    ok = sum(r["ok"] for r in checked)
+    lines[4:4] = [f"{ok} of {len(checked)} checked distilling recipes are not worse than their student alone "
+                  "on validation (verdict not `missed`) or say why in the recipe.", ""]  # fmt: skip
     for rel, sides in res.get("tuning", {}).items():
         lines += [
             "",
@@ -123,6 +129,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--recipes", nargs="+", default=list(RECIPES), help="recipes (under configs/) to run")
     ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--no-tuning", action="store_true", help="leave TUNING out (its runs unfinished)")
     ap.add_argument("--render", action="store_true", help="re-render the markdown from the JSON only")
     args = ap.parse_args()
     if args.render:
@@ -134,7 +141,7 @@ def main() -> None:
     tuning = {
         rel: tune_pair(CONFIGS / rel, *grids, seeds=[0], teacher=CONFIGS / RECIPES[rel])
         for rel, grids in TUNING.items()
-        if rel in args.recipes
+        if rel in args.recipes and not args.no_tuning
     }
     runnable = {r for r, kind in RECIPES.items() if kind in (TEACHER, ALONE) or kind.endswith(".yaml")}
     chosen = set(args.recipes) | (set(RECIPES) - runnable)  # a declared reason is always reported

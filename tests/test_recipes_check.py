@@ -112,7 +112,7 @@ def test_check_recipe_runs_teacher_distilled_and_alone_and_reuses_them(tmp_path,
     )
     assert again["alone"] == {**row["alone"], "train_time_s": again["alone"]["train_time_s"]}
     text = bench.markdown({"seeds": [0, 1], "rows": [row, bench.skipped_row("x.yaml", "cost")]})
-    assert "| kd.yaml | kd |" in text and "- x.yaml: cost" in text and "a test note." in text
+    assert "| kd.yaml | kd |" in text and "- cost: `x.yaml`" in text and "a test note." in text
 
 
 def test_tune_pair_gives_both_sides_the_same_budget_and_selects_on_validation(tmp_path):

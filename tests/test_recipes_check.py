@@ -1,0 +1,139 @@
+"""The shipped-recipe check: every recipe declared, student alone vs distilled, verdicts, notes."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kdforge.config import from_dict, load_recipe
+from kdforge.errors import KdforgeError
+from kdforge.experiments.recipes_check import (
+    alone_config,
+    check_recipe,
+    check_row,
+    checkable_recipes,
+    recipe_note,
+    tune_pair,
+)
+
+from conftest import digits_recipe
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def bench(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    yield importlib.import_module("recipes_check")
+    sys.modules.pop("recipes_check", None)
+
+
+def test_every_shipped_recipe_is_declared_in_the_check(bench):
+    shipped = checkable_recipes(ROOT / "configs")
+    assert "fmnist_kd.yaml" in shipped and "opdf/kd_plain.yaml" in shipped
+    assert sorted(bench.RECIPES) == shipped  # a new recipe must be added to the check's declaration
+    for rel, kind in bench.RECIPES.items():  # a teacher recipe named by a distilling one exists
+        if kind.endswith(".yaml"):
+            assert load_recipe(ROOT / "configs" / kind).method.name == "supervised", rel
+
+
+def test_checkable_recipes_leave_out_bases_and_translation(tmp_path):
+    for rel in ("a.yaml", "_base.yaml", "sub/b.yaml", "sub/_c.yaml", "kt/t.yaml", "notes.txt"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("name: x\n")
+    assert checkable_recipes(tmp_path) == ["a.yaml", "sub/b.yaml"]
+
+
+def test_recipe_note_reads_the_comment_and_its_continuation(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("# intro\n# Distilled vs alone: the student is\n#   too small.\nname: r\n# later\n")
+    assert recipe_note(path) == "the student is too small."
+    path.write_text("# intro\nname: r\n")
+    assert recipe_note(path) is None
+
+
+def test_alone_config_drops_teacher_and_method_kwargs(tmp_path, digits_teacher):
+    teacher, _ = digits_teacher
+    cfg = from_dict(digits_recipe(tmp_path, teacher=teacher, method={"name": "kd", "kwargs": {"alpha": 0.5}}))
+    alone = alone_config(cfg)
+    assert alone.teacher is None and alone.method.name == "supervised" and alone.method.kwargs == {}
+    assert (alone.data, alone.student, alone.train, alone.seed) == (
+        cfg.data,
+        cfg.student,
+        cfg.train,
+        cfg.seed,
+    )
+
+
+def _runs(vals, tests=None):
+    return [
+        {"seed": s, "val_acc": v, "test_acc": t, "student_params": 10, "train_time_s": 1.0}
+        for s, (v, t) in enumerate(zip(vals, tests or vals, strict=True))
+    ]
+
+
+def test_check_row_verdicts_on_the_paired_validation_difference():
+    alone = _runs([0.80, 0.82, 0.81])
+    better = check_row("r.yaml", alone, _runs([0.83, 0.85, 0.84]), "kd")
+    assert better["verdict"] == "met" and better["ok"]
+    assert better["claim"] == "distilled >= alone on validation"
+    assert better["val_delta"]["mean"] == pytest.approx(0.03)
+    worse = check_row("r.yaml", alone, _runs([0.78, 0.80, 0.79]), "kd")
+    assert worse["verdict"] == "missed" and not worse["ok"]
+    assert check_row("r.yaml", alone, _runs([0.78, 0.80, 0.79]), "kd", note="why")["ok"]
+    mixed = check_row("r.yaml", alone, _runs([0.79, 0.83, 0.81]), "kd")
+    assert mixed["verdict"] == "not distinguishable"
+    # only validation decides: a test split where distilled wins does not change the verdict
+    assert check_row("r.yaml", alone, _runs([0.78, 0.80, 0.79], [0.9] * 3), "kd")["verdict"] == "missed"
+    with pytest.raises(ValueError, match="same seeds"):
+        check_row("r.yaml", alone, _runs([0.8, 0.8, 0.8])[::-1], "kd")
+
+
+def test_check_recipe_runs_teacher_distilled_and_alone_and_reuses_them(tmp_path, bench):
+    teacher_rec = digits_recipe(tmp_path, "t", student={"name": "mlp", "kwargs": {"hidden": [64]}})
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(teacher_rec))
+    teacher = {"name": "mlp", "kwargs": {"hidden": [64]}, "checkpoint": "{output_dir}/t/student.safetensors"}
+    kd = digits_recipe(tmp_path, "kd", teacher=teacher, method={"name": "kd", "kwargs": {"alpha": 0.5}})
+    (tmp_path / "kd.yaml").write_text(yaml.safe_dump(kd) + "# Distilled vs alone: a test note.\n")
+    row = check_recipe(tmp_path / "kd.yaml", [0, 1], teacher=tmp_path / "t.yaml", label="kd.yaml", n_boot=200)
+    assert row["recipe"] == "kd.yaml" and row["method"] == "kd" and row["seeds"] == [0, 1]
+    assert row["note"] == "a test note." and row["ok"]
+    assert (
+        len(row["alone"]["val_acc"]["values"]) == 2 and row["alone"]["params"] == row["distilled"]["params"]
+    )
+    alone_dirs = sorted(p.name for p in tmp_path.glob("alone-*"))
+    assert len(alone_dirs) == 2 and (tmp_path / "t" / "student.safetensors").is_file()
+    again = check_recipe(
+        tmp_path / "kd.yaml", [0, 1], teacher=tmp_path / "t.yaml", label="kd.yaml", n_boot=200
+    )
+    assert again["alone"] == {**row["alone"], "train_time_s": again["alone"]["train_time_s"]}
+    text = bench.markdown({"seeds": [0, 1], "rows": [row, bench.skipped_row("x.yaml", "cost")]})
+    assert "| kd.yaml | kd |" in text and "- cost: `x.yaml`" in text and "a test note." in text
+
+
+def test_tune_pair_gives_both_sides_the_same_budget_and_selects_on_validation(tmp_path):
+    teacher_rec = digits_recipe(tmp_path, "t", student={"name": "mlp", "kwargs": {"hidden": [64]}})
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(teacher_rec))
+    teacher = {"name": "mlp", "kwargs": {"hidden": [64]}, "checkpoint": "{output_dir}/t/student.safetensors"}
+    kd = digits_recipe(tmp_path, "kd", teacher=teacher, method={"name": "kd", "kwargs": {"alpha": 0.5}})
+    (tmp_path / "kd.yaml").write_text(yaml.safe_dump(kd))
+    with pytest.raises(KdforgeError, match="unequal tuning budgets"):
+        tune_pair(tmp_path / "kd.yaml", {"train.lr": [0.01]}, {"train.lr": [0.01, 0.001]}, [0])
+    res = tune_pair(
+        tmp_path / "kd.yaml",
+        {"train.lr": [0.01, 0.0001]},
+        {"method.kwargs.alpha": [0.5, 0.9]},
+        [0],
+        teacher=tmp_path / "t.yaml",
+    )
+    assert res["alone"]["overrides"] == {"train.lr": 0.01}  # 1e-4 for 3 epochs barely moves
+    assert len(res["alone"]["candidates"]) == len(res["distilled"]["candidates"]) == 2
+    assert res["distilled"]["mean"] == res["distilled"]["candidates"][0]["mean"]
+    # the check of the recipe reuses the tuning runs of its own setting (runs named by what they train)
+    check_recipe(tmp_path / "kd.yaml", [0, 1], n_boot=200)
+    assert len(list(tmp_path.glob("alone-*-seed*"))) == 3  # lr 0.01 and 1e-4 at seed 0, then seed 1
+    assert len(list(tmp_path.glob("kd-*-seed*"))) == 3  # alpha 0.5 and 0.9 at seed 0, then seed 1

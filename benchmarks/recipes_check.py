@@ -37,6 +37,7 @@ CONFIGS, RESULTS = ROOT / "configs", ROOT / "benchmarks" / "results" / "recipes_
 TEACHER, ALONE = "teacher", "alone"
 OPDF_T, THESEUS_T, FM_T = "opdf/teacher.yaml", "opdf/teacher_theseus.yaml", "fmnist_teacher.yaml"
 EMB = "cost: needs teacher embeddings cached first (east_image_teachers.py / kdforge embed extract)"
+AUDIO = "added after this check ran: needs generated speech (kdforge data speech-words); see east_audio_words"
 NLP = "cost: MiniLM teacher; one nlp_kd_plain run took 62-134 s, the teacher 750 s (opdf_nlp.json)"
 RECIPES: dict[str, str] = {  # recipe -> teacher | alone | the teacher recipe it distils from
     "fmnist_teacher.yaml": TEACHER, "fmnist_student.yaml": ALONE,
@@ -51,6 +52,8 @@ RECIPES: dict[str, str] = {  # recipe -> teacher | alone | the teacher recipe it
        for v in ("plain", "svd", "opdf", "opdf_noalign", "plain_lr3x")},
     **{f"opdf/nlp_{b}_{v}.yaml": NLP for b in ("kd", "adkd", "narrowkd", "theseus")
        for v in ("plain", "svd", "opdf", "opdf_noalign", "plain_lr3x")},
+    "opdf/nlp_kd_opdf_shift.yaml": NLP, "opdf/nlp_kd_plain_shift.yaml": NLP,
+    **{f"east_audio/{n}.yaml": AUDIO for n in ("words_baseline", "words_ec", "words_teacher_probe")},
 }  # fmt: skip
 TUNING = {  # recipe -> (student-alone grid, distilled grid): equal sizes, seed 0, chosen on validation
     "fmnist_fitnet.yaml": (

@@ -17,7 +17,7 @@ from torch import Tensor
 from torch.func import grad, vmap
 
 from kdforge.methods.translation import networks
-from kdforge.methods.translation.pairs import PairConfig, Schedule, network_orders, stack_networks
+from kdforge.methods.translation.pairs import PairConfig, Schedule, initial_pairs, stored_pairs
 
 
 def _sgd_train(params, stats, xs, ys, orders, sched: Schedule, loss_fn, k: int):
@@ -70,23 +70,14 @@ def vmap_pairs(
     seeds: list[int], cfg: PairConfig, train: dict[str, Tensor], test: dict[str, Tensor]
 ) -> dict[str, Tensor]:
     """:func:`.pairs.train_pairs` computed with ``torch.func.vmap`` (the parity oracle)."""
-    spec, sched = cfg.spec, cfg.schedule
-    x, y = train["x"], train["y"]
-    if sched.train_subset:
-        x, y = x[: sched.train_subset], y[: sched.train_subset]
-    gens = [torch.Generator().manual_seed(s) for s in seeds]
-    shared = stack_networks([networks.init_params(spec, "shared", g) for g in gens])
-    large = stack_networks([networks.init_params(spec, "large", g) for g in gens])
-    small0 = stack_networks([networks.init_params(spec, "small", g) for g in gens])
-    stats = stack_networks([networks.init_stats(spec, "large") for _ in seeds])
-    orders_large = network_orders(len(x), sched.epochs_large, seeds, 1)
-    orders_small = network_orders(len(x), sched.epochs_small, seeds, 2)
-    p, stats, small = _vmap_pairs(shared, large, small0, stats, x, y, orders_large, orders_small, cfg)
+    start = initial_pairs(seeds, cfg, train)
+    p, stats, small = _vmap_pairs(
+        start.shared, start.large, start.small, start.stats, start.x, start.y,
+        start.orders_large, start.orders_small, cfg,
+    )  # fmt: skip
     acc_large = accuracy_many(p, stats, test["x"], test["y"], "large")
-    acc_small = accuracy_many({**p, **small}, stats, test["x"], test["y"], "small", skip=spec.small_skip)
-    out = {**p, **small, **{f"stats.{n}": v for n, v in stats.items()}}
-    out.update(acc_large=acc_large, acc_small=acc_small, seed=torch.tensor(seeds))
-    return {n: v.detach().contiguous() for n, v in out.items()}
+    acc_small = accuracy_many({**p, **small}, stats, test["x"], test["y"], "small", skip=cfg.spec.small_skip)
+    return stored_pairs(p, small, stats, acc_large, acc_small, seeds)
 
 
 def _vmap_pairs(shared, large, small0, stats, x, y, orders_large, orders_small, cfg: PairConfig):

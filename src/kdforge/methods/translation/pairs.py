@@ -113,23 +113,59 @@ def train_pairs(
     ``torch.func.vmap`` and one-at-a-time paths in :mod:`.oracle` only check it). Network ``i``
     is initialised from ``seeds[i]`` alone, so results do not depend on how the seeds are grouped.
     """
+    start = initial_pairs(seeds, cfg, train)
+    p, stats, small = grouped.train_pairs_grouped(
+        {**start.shared, **start.large, **start.small}, start.stats, start.x, start.y,
+        start.orders_large, start.orders_small, cfg.schedule, cfg.spec,
+    )  # fmt: skip
+    acc_large = grouped.accuracy(p, stats, test["x"], test["y"], "large")
+    acc_small = grouped.accuracy({**p, **small}, stats, test["x"], test["y"], "small", cfg.spec.small_skip)
+    return stored_pairs(p, small, stats, acc_large, acc_small, seeds)
+
+
+@dataclass
+class InitialPairs:
+    """What a group of pairs starts from: its data, initial parameters and per-network orders."""
+
+    x: Tensor
+    y: Tensor
+    shared: dict[str, Tensor]
+    large: dict[str, Tensor]
+    small: dict[str, Tensor]
+    stats: dict[str, Tensor]
+    orders_large: Tensor
+    orders_small: Tensor
+
+
+def initial_pairs(seeds: list[int], cfg: PairConfig, train: dict[str, Tensor]) -> InitialPairs:
+    """Initial state of the networks ``seeds``: network ``i`` from ``seeds[i]`` alone."""
     spec, sched = cfg.spec, cfg.schedule
     x, y = train["x"], train["y"]
     if sched.train_subset:
         x, y = x[: sched.train_subset], y[: sched.train_subset]
     gens = [torch.Generator().manual_seed(s) for s in seeds]
-    shared = stack_networks([networks.init_params(spec, "shared", g) for g in gens])
-    large = stack_networks([networks.init_params(spec, "large", g) for g in gens])
-    small0 = stack_networks([networks.init_params(spec, "small", g) for g in gens])
-    stats = stack_networks([networks.init_stats(spec, "large") for _ in seeds])
-    orders_large = network_orders(len(x), sched.epochs_large, seeds, 1)
-    orders_small = network_orders(len(x), sched.epochs_small, seeds, 2)
-    p, stats, small = grouped.train_pairs_grouped(
-        {**shared, **large, **small0}, stats, x, y, orders_large, orders_small, sched, spec
+    return InitialPairs(
+        x=x,
+        y=y,
+        shared=stack_networks([networks.init_params(spec, "shared", g) for g in gens]),
+        large=stack_networks([networks.init_params(spec, "large", g) for g in gens]),
+        small=stack_networks([networks.init_params(spec, "small", g) for g in gens]),
+        stats=stack_networks([networks.init_stats(spec, "large") for _ in seeds]),
+        orders_large=network_orders(len(x), sched.epochs_large, seeds, 1),
+        orders_small=network_orders(len(x), sched.epochs_small, seeds, 2),
     )
-    acc_large = grouped.accuracy(p, stats, test["x"], test["y"], "large")
-    acc_small = grouped.accuracy({**p, **small}, stats, test["x"], test["y"], "small", spec.small_skip)
-    out = {**p, **small, **{f"stats.{n}": v for n, v in stats.items()}}
+
+
+def stored_pairs(
+    params: dict[str, Tensor],
+    small: dict[str, Tensor],
+    stats: dict[str, Tensor],
+    acc_large: Tensor,
+    acc_small: Tensor,
+    seeds: list[int],
+) -> dict[str, Tensor]:
+    """The tensors a shard stores for trained pairs (see the module doc)."""
+    out = {**params, **small, **{f"stats.{n}": v for n, v in stats.items()}}
     out.update(acc_large=acc_large, acc_small=acc_small, seed=torch.tensor(seeds))
     return {n: v.detach().contiguous() for n, v in out.items()}
 

@@ -265,7 +265,7 @@ def main() -> None:
         },
         "wall_time_s": time.perf_counter() - t_start,
     }
-    command = "nice -n 5 python " + " ".join(sys.argv)
+    command = "python " + " ".join(sys.argv)  # as invoked (nice or not is not visible here)
     results["provenance"] = provenance(
         config={"rounds": args.rounds, "steps": args.steps, "teacher_steps": args.teacher_steps,
                 "check_steps": args.check_steps, "interleaved_steps": args.interleaved_steps,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 import torch
 
@@ -41,3 +43,11 @@ def digits_teacher(tmp_path_factory):
         "checkpoint": str(root / "teacher" / "student.safetensors"),
     }
     return teacher, summary
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now: each `accelerate launch` in the tests gets its own
+    (the default 29500 can still be held by an earlier launch, or by another job)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

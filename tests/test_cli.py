@@ -23,7 +23,7 @@ from kdforge._registry_scan import describe_registered, scan_registrations
 from kdforge.cli import _SUBAPPS, app
 from kdforge.registry import DATASETS, METHODS, MODELS
 
-from conftest import digits_recipe
+from conftest import digits_recipe, free_port
 
 KDFORGE = [sys.executable, "-m", "kdforge.cli"]
 
@@ -188,6 +188,8 @@ def test_distributed_matches_single_process(tmp_path):
             str(launcher),
             "launch",
             "--multi_gpu",
+            "--main_process_port",
+            str(free_port()),
             "--num_processes",
             "2",
             "--num_machines",

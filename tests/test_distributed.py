@@ -40,7 +40,7 @@ from kdforge.models.image_teachers import save_exported
 from kdforge.registry import METHODS, list_methods
 from test_registry import BATCH, METHOD_SETUPS
 
-from conftest import digits_recipe
+from conftest import digits_recipe, free_port
 
 DRIVER = Path(__file__).with_name("distributed_driver.py")
 EXACT = {"loss": 1e-4, "param": 1e-5, "acc": 0.005}
@@ -86,7 +86,8 @@ def runs(tmp_path_factory, digits_teacher):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "KDFORGE_CACHE": str(_embedding_cache(root))}
     results = []
     launch = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu",
-              "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+              "--main_process_port", str(free_port()), "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no",
               "--dynamo_backend", "no"]  # fmt: skip
     for tag, prefix in (("one", [sys.executable]), ("two", launch)):
         work, out = root / tag, root / f"{tag}.json"

@@ -228,7 +228,7 @@ def test_a_teacher_reference_that_brings_its_own_weights_needs_no_checkpoint(tmp
     result = distill(cfg, progress=False, say=said.append)
     assert result["report"]["rows"][0]["file_bytes"] > 0  # the probed teacher's weights, measured
     if not sys.stderr.isatty():  # one line per run, counted even without a progress bar
-        assert [m.split(" ")[1] for m in said if m.startswith("run ")] == ["1/3", "2/3", "3/3"]
+        assert [m.split(" ")[1] for m in said if m.startswith("run ")] == ["1/4", "2/4", "3/4", "4/4"]
 
 
 def test_schedule_lengths_are_tuned_alike_for_every_arm(tmp_path, digits_teacher):
@@ -253,3 +253,13 @@ def test_teacher_scores_are_recomputed_when_the_splits_change(tmp_path, digits_t
     assert other["teacher"] != first["teacher"]
     again = score_teacher(_cfg(tmp_path, teacher["checkpoint"], seeds=[5]), model)
     assert again == other
+
+
+def test_every_arm_gets_as_many_grid_points_as_kd():
+    from kdforge.distill import equal_budget_lrs
+
+    assert equal_budget_lrs([0.003, 0.01], 2) == [0.003, 0.01]
+    four = equal_budget_lrs([0.003, 0.01], 4)
+    assert len(four) == 4 and four[0] == 0.003 and four[-1] == 0.01
+    assert all(a < b for a, b in zip(four, four[1:], strict=False))
+    assert equal_budget_lrs([0.01], 3) == pytest.approx([0.01 / 10**0.5, 0.01, 0.01 * 10**0.5], rel=1e-3)

@@ -273,6 +273,21 @@ def score_teacher(cfg: DistillConfig, teacher: dict[str, Any]) -> dict[str, floa
     return scores
 
 
+def equal_budget_lrs(lrs: list[float], count: int) -> list[float]:
+    """``count`` learning rates spread geometrically over the span of ``lrs`` (``lrs`` itself if
+    ``count <= len(lrs)``).
+
+    An arm without temperature/weight to tune (the student alone, FitNet...) gets as many grid
+    points as a KD arm tries, as extra learning rates in the same range, so no arm is compared
+    with a baseline tuned over fewer settings. One given lr spans a factor of 10 around it.
+    """
+    if count <= len(lrs):
+        return list(lrs)
+    low, high = (min(lrs), max(lrs)) if len(lrs) > 1 else (lrs[0] / 10**0.5, lrs[0] * 10**0.5)
+    ratio = (high / low) ** (1 / (count - 1))
+    return [float(f"{low * ratio**i:.4g}") for i in range(count)]
+
+
 def make_arm_trials(cfg: DistillConfig, teacher: dict[str, Any]) -> dict[str, list]:
     """The trials of every arm: ``student_alone`` and one per method, each over the grid and seeds."""
     from kdforge.config import from_dict
@@ -293,7 +308,12 @@ def make_arm_trials(cfg: DistillConfig, teacher: dict[str, Any]) -> dict[str, li
         recipe["train"] = _train_section(cfg, max(steps), cfg.grid.lr[0], train_size)
         if arm in KD_GRID_METHODS:  # the frozen teacher's logits once, from disk, for every grid point
             recipe["train"]["teacher_cache"] = True
-        grid: dict[str, list] = {"train.lr": list(cfg.grid.lr)}
+        methods_points = max(
+            [len(cfg.grid.temperature) * len(cfg.grid.alpha) for m in cfg.methods if m in KD_GRID_METHODS],
+            default=1,
+        )
+        own_points = 1 if arm in KD_GRID_METHODS else methods_points  # the same budget for every arm
+        grid: dict[str, list] = {"train.lr": equal_budget_lrs(cfg.grid.lr, len(cfg.grid.lr) * own_points)}
         if cfg.grid.steps:
             grid["train.max_steps"] = list(cfg.grid.steps)
         if arm in KD_GRID_METHODS:

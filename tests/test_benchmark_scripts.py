@@ -22,6 +22,7 @@ from kdforge.experiments import (
     mpo_speed_table,
     precision_check,
     quickstart_seeds,
+    teacher_cache_table,
 )
 from kdforge.experiments.east_grid import EastGrid
 from kdforge.report.provenance import write_results
@@ -36,7 +37,6 @@ MAX_LINES = 100  # "under ~100 lines": at most 100
 OVER_LIMIT = {
     "opdf_vision",
     "opdf_nlp",
-    "teacher_cache",
     "opdf_vision_tuned",
     "opdf_nlp_align",
     "east_audio_words",
@@ -49,6 +49,8 @@ RENDERED = {
     "engine_overhead": (engine_overhead.overhead_markdown, "engine_overhead", []),
     "quickstart": (quickstart_seeds.seeds_markdown, "quickstart_seeds", []),
     "precision_check_cpu": (precision_check.precision_markdown, None, []),
+    "mpo_speed": (mpo_speed_table.mpo_speed_markdown, "mpo_speed", []),
+    "teacher_cache": (teacher_cache_table.cache_markdown, "teacher_cache", []),
     "mpo_speed": (mpo_speed_table.mpo_speed_markdown, "mpo_speed", []),
     "east_table_lam0.3": (east_text_table.table_markdown, "east_table", []),
     **{

@@ -13,6 +13,7 @@ Measured side by side in one process (the machine is shared and noisy):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import tempfile
@@ -25,6 +26,7 @@ from typing import Any
 import torch
 
 from kdforge.config import from_dict
+from kdforge.data import Splits
 from kdforge.data._batches import TensorData, iter_batches
 from kdforge.engine.run import build_method, load_splits, load_student, run_experiment
 from kdforge.engine.teacher_cache import attach_teacher_outputs
@@ -65,7 +67,9 @@ def with_train(recipe: dict, root: Path, name: str, **train: Any) -> dict:
     return {**recipe, "name": name, "output_dir": str(root), "train": {**recipe["train"], **train}}
 
 
-def time_steps(recipe: dict, splits, train_data, steps: int, root: Path) -> tuple[list[float], list[float]]:
+def time_steps(
+    recipe: dict, splits: Splits, train_data: TensorData, steps: int, root: Path
+) -> tuple[list[float], list[float]]:
     """Per-step wall and process-CPU times of ``steps`` engine steps (warm-up dropped), no evaluation."""
     cfg = from_dict(with_train(recipe, root, "timing", max_steps=steps, log_every_steps=10**6))
     method = build_method(cfg, splits)
@@ -86,7 +90,7 @@ def time_steps(recipe: dict, splits, train_data, steps: int, root: Path) -> tupl
 
 
 def measure_rounds(
-    setups: dict[str, tuple[dict, TensorData]], splits, rounds: int, steps: int, root: Path
+    setups: dict[str, tuple[dict, TensorData]], splits: Splits, rounds: int, steps: int, root: Path
 ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Per round and configuration of :data:`KINDS`, the median wall and CPU seconds per step.
 
@@ -116,7 +120,7 @@ def _endless_batches(data: TensorData) -> Iterator[dict]:
 
 
 def interleaved_steps(
-    setups: dict[str, tuple[dict, TensorData]], splits, steps: int, root: Path, block: int = BLOCK
+    setups: dict[str, tuple[dict, TensorData]], splits: Splits, steps: int, root: Path, block: int = BLOCK
 ) -> dict[str, list[float]]:
     """Student alone and KD + cache taking turns step by step: paired ratios per block of steps.
 
@@ -190,45 +194,60 @@ class CacheMeasurements:
     wall_time_s: float
 
 
+@contextlib.contextmanager
+def _cold_cache(directory: Path) -> Iterator[None]:
+    """``KDFORGE_CACHE`` points at ``directory`` (empty: the fill is really timed), then is restored."""
+    old = os.environ.get("KDFORGE_CACHE")
+    os.environ["KDFORGE_CACHE"] = str(directory)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("KDFORGE_CACHE", None)
+        else:
+            os.environ["KDFORGE_CACHE"] = old
+
+
 def measure(
     rounds: int, steps: int, teacher_steps: int, check_steps: int, interleaved: int, data_dir: str | None
 ) -> CacheMeasurements:
-    """Train a brief teacher, time the cache fill and warm read, the rounds, the interleaved steps
-    and the identical check, all in a temporary directory with a cold cache (``KDFORGE_CACHE``
-    points into it while this runs)."""
+    """The whole benchmark, in a temporary directory with a cold teacher-output cache.
+
+    Trains the teacher briefly, times filling the cache and reading it warm, then the rounds
+    (:func:`measure_rounds`), the step-by-step turns (:func:`interleaved_steps`) and the
+    :func:`identical_check`.
+
+    Args:
+        rounds: Rounds over the three configurations.
+        steps: Steps per configuration and round (the first :data:`WARMUP` untimed).
+        teacher_steps: Training steps of the teacher (step times do not depend on its weights).
+        check_steps: KD steps with and without the cache before comparing them.
+        interleaved: Steps per configuration taking turns (one ratio per :data:`BLOCK`).
+        data_dir: Fashion-MNIST's directory (``None``: the data set's default).
+    """
     t_start = time.perf_counter()
-    old_cache = os.environ.get("KDFORGE_CACHE")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, _cold_cache(Path(tmp) / "cache"):
         root = Path(tmp)
-        os.environ["KDFORGE_CACHE"] = str(root / "cache")  # a cold cache: the fill is really timed
-        try:
-            data = {"name": "fashion_mnist", "data_dir": data_dir, "batch_size": BATCH_SIZE}
-            teacher_rec, student_rec, kd_rec = recipes(str(root / "runs"), data)
-            teacher_cfg = from_dict(
-                with_train(teacher_rec, root / "runs", "teacher", max_steps=teacher_steps)
-            )
-            teacher = run_experiment(teacher_cfg, progress=False)
-            kd_cfg = from_dict(kd_rec)
-            splits = load_splits(kd_cfg)
-            t0 = time.perf_counter()
-            cached_train = attach_teacher_outputs(build_method(kd_cfg, splits), splits, "kd", progress=False)
-            fill_s = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            attach_teacher_outputs(build_method(kd_cfg, splits), splits, "kd", progress=False)
-            warm_attach_s = time.perf_counter() - t0
-            setups = {
-                "student": (student_rec, splits.train),
-                "kd": (kd_rec, splits.train),
-                "kd_cached": (kd_rec, cached_train),
-            }
-            wall, cpu = measure_rounds(setups, splits, rounds, steps, root)
-            inter = interleaved_steps(setups, splits, interleaved, root / "interleaved")
-            check = identical_check(kd_rec, root / "check", check_steps)
-        finally:
-            if old_cache is None:
-                os.environ.pop("KDFORGE_CACHE", None)
-            else:
-                os.environ["KDFORGE_CACHE"] = old_cache
+        data = {"name": "fashion_mnist", "data_dir": data_dir, "batch_size": BATCH_SIZE}
+        teacher_rec, student_rec, kd_rec = recipes(str(root / "runs"), data)
+        teacher_cfg = from_dict(with_train(teacher_rec, root / "runs", "teacher", max_steps=teacher_steps))
+        teacher = run_experiment(teacher_cfg, progress=False)
+        kd_cfg = from_dict(kd_rec)
+        splits = load_splits(kd_cfg)
+        t0 = time.perf_counter()
+        cached_train = attach_teacher_outputs(build_method(kd_cfg, splits), splits, "kd", progress=False)
+        fill_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        attach_teacher_outputs(build_method(kd_cfg, splits), splits, "kd", progress=False)
+        warm_attach_s = time.perf_counter() - t0
+        setups = {
+            "student": (student_rec, splits.train),
+            "kd": (kd_rec, splits.train),
+            "kd_cached": (kd_rec, cached_train),
+        }
+        wall, cpu = measure_rounds(setups, splits, rounds, steps, root)
+        inter = interleaved_steps(setups, splits, interleaved, root / "interleaved")
+        check = identical_check(kd_rec, root / "check", check_steps)
     return CacheMeasurements(
         round_wall=wall,
         round_cpu=cpu,

@@ -36,7 +36,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 # (script, results file): committed tables the rewritten scripts reproduce exactly from their JSON
 RERENDERED = [
-    ("opdf_vision", "opdf_vision"),
     ("opdf_align_sweep", "opdf_align_sweep"),
     ("opdf_nlp", "opdf_nlp_narrow"),
     ("opdf_nlp", "opdf_nlp_adkd"),

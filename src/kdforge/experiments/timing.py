@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -71,3 +72,33 @@ def exported_latency_ratio(
         )
     x = inputs if inputs is not None else {"x": torch.rand(256, *spec["input_shape"])}
     return latency_ratio(model, plain, x, **timing)
+
+
+def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    """Median wall time of ``repeats`` calls of ``fn`` in seconds, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def interleaved_seconds(fns: Sequence[Callable[[], object]], rounds: int) -> list[list[float]]:
+    """Wall seconds of each call when ``fns`` take turns, once each per round, in the given order.
+
+    Alternating puts a busy spell of another job on a shared machine on both sides alike, so
+    the per-round ratios (or each side's fastest call) stay comparable. No warm-up call.
+
+    Returns:
+        One list of ``rounds`` timings per function, in the order of ``fns``.
+    """
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(rounds):
+        for fn, out in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return times

@@ -139,6 +139,16 @@ def test_measure_converged_rechecks_the_2_epoch_blocks_and_renders(digits, pairs
     assert "identical on 3 of 3 networks" in md and md.count("\n| 1") == 2  # positions 10 and 11
 
 
+def test_the_committed_converged_reference_rerenders_byte_for_byte(tmp_path):
+    out = tmp_path / "kt_converged_reference.json"
+    out.write_text((RESULTS / "kt_converged_reference.json").read_text())
+    _render(out, "kt_converged_reference")
+    assert out.with_suffix(".md").read_text() == (RESULTS / "kt_converged_reference.md").read_text()
+    results = json.loads(out.read_text())
+    assert [n["position"] for n in results["networks"]] == list(range(154, 192))
+    assert all(n["extends_2epoch_exactly"] for n in results["networks"])
+
+
 def _table_with_converged(factor: float) -> tuple[dict, dict]:
     table = json.loads((RESULTS / "kt_table.json").read_text())
     table.pop("converged", None)
@@ -148,6 +158,7 @@ def _table_with_converged(factor: float) -> tuple[dict, dict]:
              "best_epoch": 3, "epochs": 6, "extends_2epoch_exactly": True}
             for p, v in zip(positions, stored, strict=True)]  # fmt: skip
     conv = {"networks": nets, "rule": {"max_epochs": 20, "patience": 3, "val_images": 2000}}
+    conv["seconds"] = {"regenerate": 60.0, "plateau": 120.0}
     conv["provenance"] = {"command": "c", "date": "d", "git_commit": "g"}
     return table, conv
 
@@ -192,12 +203,12 @@ def test_the_template_is_chosen_on_validation_images_not_the_stored_test_accurac
     assert torch.equal(blocks["small.conv1"][1], pairs["small.conv1"][best])
 
 
-def _render(out: Path) -> None:
+def _render(out: Path, script: str = "kt_table") -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    argv, sys.argv = sys.argv, ["kt_table.py", "--render", "--out", str(out)]
+    argv, sys.argv = sys.argv, [f"{script}.py", "--render", "--out", str(out)]
     try:
-        importlib.import_module("kt_table").main()
+        importlib.import_module(script).main()
     finally:
         sys.argv = argv
-        sys.modules.pop("kt_table", None)
+        sys.modules.pop(script, None)
         sys.path.remove(str(ROOT / "benchmarks"))

@@ -115,6 +115,7 @@ def converged_summary(results: dict) -> dict:
         "mean_diff_2epoch": st.mean(diff),
         "epochs_mean": st.mean(n["epochs"] for n in nets),
         "epochs_max": max(n["epochs"] for n in nets),
+        "at_cap": sum(n["epochs"] == results["rule"]["max_epochs"] for n in nets),
         "best_epoch_range": [min(n["best_epoch"] for n in nets), max(n["best_epoch"] for n in nets)],
         "extends_2epoch_exactly": sum(n["extends_2epoch_exactly"] for n in nets),
     }
@@ -138,10 +139,17 @@ def converged_markdown(results: dict) -> str:
         "",
         f"- 2-epoch small blocks: stored {s['stored_2epoch']:.4f}, regenerated {s['regenerated_2epoch']:.4f} "
         f"(identical on {s['identical_2epoch']} of {s['n']} networks; max |diff| "
-        f"{s['max_abs_diff_2epoch']:.4f}, mean diff {s['mean_diff_2epoch']:+.4f})",
+        f"{s['max_abs_diff_2epoch']:.4f}, mean diff {s['mean_diff_2epoch']:+.4f}). Where they differ, the "
+        "rebuilt networks are twins of the stored ones (same seed, initial weights, images, data order "
+        "and schedule), not copies: this training amplifies rounding differences into points of "
+        "accuracy (the same seeds trained in a group of another size, by the vmap oracle or with 2 "
+        "threads end elsewhere too), and the stored set was made by an uncommitted working tree on "
+        "another machine image, whose exact arithmetic cannot be replayed here.",
         f"- converged: **{s['converged']:.4f} ± {s['converged_std']:.4f}** (x{s['uplift']:.3f} the "
         f"regenerated 2-epoch blocks); epochs trained {s['epochs_mean']:.1f} on average (max "
-        f"{s['epochs_max']}), best epoch {s['best_epoch_range'][0]}-{s['best_epoch_range'][1]}",
+        f"{s['epochs_max']}), best epoch {s['best_epoch_range'][0]}-{s['best_epoch_range'][1]}; "
+        f"{s['at_cap']} of {s['n']} networks stopped by the {r['max_epochs']}-epoch cap rather than "
+        "a plateau",
         f"- every plateau run passed through its 2-epoch block exactly: {s['extends_2epoch_exactly']} "
         f"of {s['n']}",
         f"- wall time: regenerating {secs['regenerate'] / 60:.1f} min, plateau training + scoring "
@@ -189,7 +197,13 @@ def merge_converged(table: dict, converged: dict, source: str, merge_record: dic
     }
     rows = table["rows"]
     rows.pop(CONVERGED, None)
-    rows[CONVERGED] = {"per_seed": [table["converged"]["per_network"]], "train_seconds": None}
+    rows[CONVERGED] = {
+        "per_seed": [table["converged"]["per_network"]],
+        "train_seconds": None,
+        "epochs": f"{min(n['epochs'] for n in nets)}-{max(n['epochs'] for n in nets)}",
+        "n_train": "-",
+        "generation": f"{converged['seconds']['regenerate'] / 60:.1f} min ({len(nets)} networks rebuilt)",
+    }
 
 
 def merge_converged_file(out: str | Path, source: str) -> str:

@@ -1,5 +1,6 @@
 """The converged KT reference: networks rebuilt from their seeds, small blocks trained to a
-validation plateau, and the KT table's second ratio (to that reference) with its interval."""
+validation plateau, and the KT table's second ratio (to that reference) with its interval; the
+template block chosen on validation images, not on the stored test accuracy."""
 
 from __future__ import annotations
 
@@ -29,7 +30,9 @@ from kdforge.experiments.kt_protocol import (
     table_markdown,
     target_verdict,
 )
+from kdforge.experiments.kt_template_choice import BY_TEST, BY_VALIDATION, measure_template_choice
 from kdforge.methods.translation import networks
+from kdforge.methods.translation.align import align_channels
 from kdforge.methods.translation.evaluate import split_indices
 from kdforge.methods.translation.grouped import small_accuracy
 from kdforge.methods.translation.pairs import (
@@ -41,7 +44,7 @@ from kdforge.methods.translation.pairs import (
     regenerate_networks,
 )
 from kdforge.methods.translation.plateau import PlateauRule, PlateauTracker, train_small_to_plateau
-from kdforge.methods.translation.train import template_index
+from kdforge.methods.translation.train import template_index, validation_images
 from kdforge.report.provenance import write_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -212,3 +215,19 @@ def _render(out: Path, script: str = "kt_table") -> None:
         sys.argv = argv
         sys.modules.pop(script, None)
         sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def test_template_choice_scores_both_choices_on_the_same_rebuilt_test_networks(digits, pairs):
+    train, test = list(range(8)), [9, 10, 11]
+    results = measure_template_choice(CFG, train, test, digits)
+    by_val, by_test = results["choices"][BY_VALIDATION], results["choices"][BY_TEST]
+    trained = {k: v[train] for k, v in pairs.items()}
+    assert by_val["position"] == template_index(trained, *validation_images(digits), False)
+    assert by_test["position"] == int(pairs["acc_small"][train].argmax())
+    nets, x, y = {k: v[test] for k, v in pairs.items()}, digits.test.tensors["x"], digits.test.tensors["y"]
+    block = {k: v[[by_val["position"]] * 3] for k, v in pairs.items() if k.startswith("small.")}
+    assert by_val["template"] == small_accuracy(nets, block, x[:2000], y[:2000], False).tolist()
+    j = by_test["position"]
+    aligned = align_channels(nets, {k: v[j : j + 1] for k, v in pairs.items()})
+    block = {k: v[[j] * 3] for k, v in pairs.items() if k.startswith("small.")}
+    assert by_test["template_aligned"] == small_accuracy(aligned, block, x[:2000], y[:2000], False).tolist()

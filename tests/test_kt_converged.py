@@ -152,6 +152,16 @@ def test_the_committed_converged_reference_rerenders_byte_for_byte(tmp_path):
     assert all(n["extends_2epoch_exactly"] for n in results["networks"])
 
 
+def test_the_committed_template_choice_rerenders_byte_for_byte(tmp_path):
+    out = tmp_path / "kt_template_choice.json"
+    out.write_text((RESULTS / "kt_template_choice.json").read_text())
+    _render(out, "kt_template_choice")
+    assert out.with_suffix(".md").read_text() == (RESULTS / "kt_template_choice.md").read_text()
+    choices = json.loads(out.read_text())["choices"]
+    assert choices[BY_VALIDATION]["val_acc"] >= choices[BY_TEST]["val_acc"]  # the validation choice
+    assert choices[BY_TEST]["test_acc"] >= choices[BY_VALIDATION]["test_acc"]  # the earlier, test choice
+
+
 def _table_with_converged(factor: float) -> tuple[dict, dict]:
     table = json.loads((RESULTS / "kt_table.json").read_text())
     table.pop("converged", None)

@@ -5,7 +5,9 @@ test (reported only). Every translator row is trained with ``--seeds`` seeds; th
 (translated >= 2x random init and >= 0.9 x the directly trained small block, "met" only when the
 network-bootstrap interval's lower bound clears 0.9) are checked per row
 (:mod:`kdforge.experiments.kt_protocol`). ``--merge-scaling F --point K`` adds a point of
-kt_functional_scaling.json as a row; ``--render`` re-renders the markdown from the JSON only.
+kt_functional_scaling.json as a row; ``--converged F`` adds a converged reference (a
+kt_converged_reference.json: every row gets its ratio, interval and verdict against it);
+``--render`` re-renders the markdown from the JSON only.
 Writes benchmarks/results/kt_table.{json,md}, kt_scatter.png and kt_curves.png (``--out`` stem).
 """
 
@@ -20,11 +22,11 @@ import torch
 
 from kdforge.errors import KdforgeError
 from kdforge.experiments import kt_runs
+from kdforge.experiments.kt_converged import merge_converged_file
 from kdforge.experiments.kt_plots import table_plots
-from kdforge.experiments.kt_protocol import info_from_provenance, merge_scaling_point, table_markdown
+from kdforge.experiments.kt_protocol import merge_scaling_file, table_markdown
 from kdforge.methods.translation.augment import Augment
 from kdforge.methods.translation.evaluate import TEST_FRACTION, VAL_FRACTION
-from kdforge.report.provenance import provenance, write_results
 from kdforge.report.results import rerender_results, save_results
 
 ROWS = {
@@ -35,18 +37,6 @@ ROWS = {
     "MSE, MLP": {"kind": "mlp"},
     "functional (CE+KL), Mixer": {"mse_weight": 0.0, "func_weight": 1.0, "template": True},
 }
-
-
-def merge(out: Path, source: str, point: str) -> str:
-    """Add one learning-curve point to the table at ``out`` as a row (no training)."""
-    results, scaling = json.loads(out.read_text()), json.loads(Path(source).read_text())
-    if "info" not in results and point in scaling["points"]:  # tables written before info was stored
-        ref, n_full = scaling["reference"], scaling["points"][point]["n_full"]
-        results["info"] = info_from_provenance(results, n_full, ref["n_val"], ref["n_test"])
-    record = provenance({"merge_scaling": source, "point": point})
-    merge_scaling_point(results, scaling, source, point, record)
-    write_results(out, results, table_markdown(results))
-    return table_markdown(results)
 
 
 def main() -> None:
@@ -70,13 +60,18 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/kt_table.json")
     ap.add_argument("--merge-scaling", default=None, help="kt_functional_scaling JSON: add a point as a row")
     ap.add_argument("--point", default=None, help="key of the point to add (e.g. 311+align)")
+    ap.add_argument(
+        "--converged", default=None, help="kt_converged_reference JSON: add the converged reference"
+    )
     ap.add_argument("--render", action="store_true", help="re-render the markdown from the JSON only")
     a = ap.parse_args()
     try:
         if a.render:
             return print(rerender_results(a.out, table_markdown))
         if a.merge_scaling:
-            return print(merge(Path(a.out), a.merge_scaling, a.point))
+            return print(merge_scaling_file(a.out, a.merge_scaling, a.point))
+        if a.converged:
+            return print(merge_converged_file(a.out, a.converged))
     except KdforgeError as e:
         sys.exit(f"error: {e.cause}\nfix: {e.fix}")
     torch.set_num_threads(a.threads)

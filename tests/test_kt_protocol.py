@@ -14,6 +14,7 @@ import pytest
 
 from kdforge.errors import KdforgeError
 from kdforge.experiments.kt_protocol import (
+    CONVERGED,
     TRAINED,
     info_from_provenance,
     merge_scaling_point,
@@ -91,7 +92,7 @@ def test_merging_a_scaling_point_again_reproduces_its_row(tmp_path):
     old = next(n for n, m in table["merged"].items() if m["point"] == key)
     fresh = copy.deepcopy(table)
     name = merge_scaling_point(fresh, scaling, "benchmarks/results/kt_functional_scaling.json", key, {})
-    assert name == old and list(fresh["rows"])[-1] == TRAINED  # replaced, the upper bound stays last
+    assert name == old and list(fresh["rows"])[-2:] == [TRAINED, CONVERGED]  # replaced, references last
     assert len(fresh["rows"]) == len(table["rows"])
     assert fresh["rows"][name]["per_seed"] == table["rows"][name]["per_seed"]
     assert fresh["merged"][name]["fresh_test"]["per_seed"] == table["merged"][name]["fresh_test"]["per_seed"]

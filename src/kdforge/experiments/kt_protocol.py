@@ -4,22 +4,30 @@ The KT quality table (``benchmarks/kt_table.py``) scores translators on held-out
 its rows keep per-seed, per-network accuracies (``per_seed``: [seeds][networks]) and every
 figure of the table is derived from those lists by :func:`table_markdown`, so the table can be
 re-rendered from its JSON alone. A point of the learning curve (``kt_functional_scaling``) joins
-the table as a row through :func:`merge_scaling_point`.
+the table as a row through :func:`merge_scaling_point`; a converged reference (the same test
+networks' small blocks trained to a validation plateau, :mod:`.kt_converged`) adds a second ratio
+and verdict to every row.
 """
 
 from __future__ import annotations
 
+import json
 import statistics as st
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from kdforge.errors import KdforgeError
 from kdforge.methods.translation.evaluate import ratio_interval
+from kdforge.report.provenance import provenance, write_results
 
 #: row of the directly trained small blocks (the upper bound the ratios divide by)
 TRAINED = "trained small block (upper bound)"
 RANDOM = "random init"
 TEMPLATE = "template only (best training pair's small block)"
+#: row of the same test networks' small blocks trained until their validation accuracy plateaus
+CONVERGED = "converged small block (reference)"
+REFERENCES = (TRAINED, CONVERGED)
 #: the issue's targets: translated >= TARGET_TRAINED x trained and >= TARGET_RANDOM x random init
 TARGET_TRAINED = 0.9
 TARGET_RANDOM = 2.0
@@ -47,15 +55,19 @@ def pooled_lists(split: Sequence[Sequence[float]], fresh: Sequence[Sequence[floa
     return [[*a, *b] for a, b in zip(split, fresh, strict=True)]
 
 
-def target_verdict(r: dict | None) -> str:
+def target_verdict(r: dict | None, ratio: str = "ratio_trained") -> str:
     """The targets (>= 0.9 of trained, >= 2x random) on a row or point: met / not distinguishable / missed.
 
-    With a network-bootstrap interval (``ratio_trained_ci``) "met" needs its lower bound >= 0.9 and
+    With a network-bootstrap interval (``<ratio>_ci``) "met" needs its lower bound >= 0.9 and
     "missed" its upper bound < 0.9; without one, the point estimate decides.
+
+    Args:
+        ratio: The ratio to a reference that is judged: ``ratio_trained`` (the pair set's 2-epoch
+            blocks) or ``ratio_converged`` (the converged reference).
     """
     if not r:
         return "missed"
-    low, high = r.get("ratio_trained_ci") or (r["ratio_trained"], r["ratio_trained"])
+    low, high = r.get(f"{ratio}_ci") or (r[ratio], r[ratio])
     if r["ratio_random"] < TARGET_RANDOM or high < TARGET_TRAINED:
         return "missed"
     return "met" if low >= TARGET_TRAINED else "not distinguishable"
@@ -66,9 +78,9 @@ def meets_targets(r: dict | None) -> bool:
     return target_verdict(r) == "met"
 
 
-def _header(i: dict) -> list[str]:
+def _header(i: dict, converged: dict | None = None) -> list[str]:
     gen_min = i["generation_seconds"] / 60
-    return [
+    md = [
         f"# Knowledge Translation on {i['dataset']}: held-out test networks",
         "",
         f"Pair set `{i['pairs']}`: {i['n_all']} pairs ({i['n_train']} train / {i['n_val']} validation / "
@@ -86,6 +98,24 @@ def _header(i: dict) -> list[str]:
         "| targets (>= 2x random, >= 0.9 trained) | #train pairs | gen. time (all pairs) | train time/seed |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    if converged is None:
+        return md
+    r, s = converged["rule"], converged["summary"]
+    md[-4] += (
+        f" '/ converged' divides by the converged reference instead: the same test networks rebuilt "
+        f"from their seeds, each small block trained on until its accuracy on {r['val_images']} "
+        f"validation images stopped rising ({r['patience']} epochs without a new best, at most "
+        f"{r['max_epochs']} epochs; best-validation state kept; {s['epochs_mean']:.1f} epochs on "
+        f"average), `{converged['source']}`; its CI resamples test networks with each network's row "
+        "values and converged accuracy together. The targets are judged against both references."
+    )
+    md[-2] = (
+        "| row | epochs | test acc | seed std | / trained | 95% CI | / converged | 95% CI | / random "
+        "| targets vs trained | targets vs converged | #train pairs | gen. time (all pairs) "
+        "| train time/seed |"
+    )
+    md[-1] = "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    return md
 
 
 def table_rows(results: dict) -> None:
@@ -95,6 +125,7 @@ def table_rows(results: dict) -> None:
     their ``fresh_test.pooled``), so that verdict is the interval's as well.
     """
     rows, trained = results["rows"], results["rows"][TRAINED]["per_seed"][0]
+    converged = results.get("converged", {}).get("per_network")
     r_mean = st.mean(v for s in rows[RANDOM]["per_seed"] for v in s)
     t_mean = st.mean(trained)
     for row in rows.values():
@@ -108,6 +139,9 @@ def table_rows(results: dict) -> None:
             ratio_random=st.mean(flat) / r_mean,
             ratio_trained_ci=list(ratio_interval(row["per_seed"], trained)[1:]),
         )
+        if converged:
+            ratio, low, high = ratio_interval(row["per_seed"], converged)
+            row.update(ratio_converged=ratio, ratio_converged_ci=[low, high])
         row["meets_targets"] = meets_targets(row)
     for name, m in results.get("merged", {}).items():
         f = m.get("fresh_test")
@@ -121,12 +155,17 @@ def _row_line(name: str, row: dict, info: dict, translators: list[str]) -> str:
     flat = [v for s in row["per_seed"] for v in s]
     verdict = target_verdict(row) if name in translators else "-"
     low, high = row["ratio_trained_ci"]
+    ratios = f"{row['ratio_trained']:.3f} | [{low:.3f}, {high:.3f}] | "
+    if "ratio_converged" in row:  # a converged reference: its ratio, interval and verdict too
+        c_low, c_high = row["ratio_converged_ci"]
+        ratios += f"{row['ratio_converged']:.3f} | [{c_low:.3f}, {c_high:.3f}] | "
+        verdict += f" | {target_verdict(row, 'ratio_converged') if name in translators else '-'}"
     ts = "-" if row["train_seconds"] is None else f"{row['train_seconds']:.0f} s"
     ts += f" ({row['threads']} threads)" if row.get("threads", 1) != 1 else ""
     gen = row.get("generation", f"{gen_min:.1f} min")
     return (
         f"| {name} | {row.get('epochs', '-')} | {mean_std_text(flat)} | {row['seed_std']:.3f} | "
-        f"{row['ratio_trained']:.3f} | [{low:.3f}, {high:.3f}] | {row['ratio_random']:.2f} | {verdict} | "
+        f"{ratios}{row['ratio_random']:.2f} | {verdict} | "
         f"{row.get('n_train', info['n_train'])} | {gen} | {ts} |"
     )
 
@@ -166,7 +205,7 @@ def table_markdown(results: dict) -> str:
     info = results["info"]
     table_rows(results)
     translators = [*info["translator_rows"], *results.get("merged", {})]
-    md = _header(info)
+    md = _header(info, results.get("converged"))
     md += [_row_line(name, row, info, translators) for name, row in results["rows"].items()]
     met = [n for n in translators if results["rows"][n]["meets_targets"]]
     md += [
@@ -177,7 +216,25 @@ def table_markdown(results: dict) -> str:
     pooled = [n for n, m in merged if meets_targets(m.get("fresh_test", {}).get("pooled"))]
     if pooled:  # rows also scored on fresh test networks (see their notes below)
         md[-1] += f" Met on the pooled test networks (split + fresh) by: {', '.join(pooled)}."
-    return "\n".join(md + _merged_notes(results))
+    if "converged" in results:
+        met_c = [n for n in translators if target_verdict(results["rows"][n], "ratio_converged") == "met"]
+        md[-1] += f" Against the converged reference: {', '.join(met_c) if met_c else 'no translator row'}."
+    return "\n".join(md + _merged_notes(results) + _converged_note(results))
+
+
+def _converged_note(results: dict) -> list[str]:
+    c = results.get("converged")
+    if not c:
+        return []
+    s = c["summary"]
+    return [
+        f"\nConverged reference from `{c['source']}` (its command `{c['command']}`, date {c['date']}, "
+        f"commit {c['git_commit']}): {s['converged']:.3f} mean test accuracy, x{s['uplift']:.3f} the "
+        f"regenerated 2-epoch blocks ({s['regenerated_2epoch']:.3f}; the stored ones: "
+        f"{s['stored_2epoch']:.3f}, identical on {s['identical_2epoch']} of {s['n']} networks, max |diff| "
+        f"{s['max_abs_diff_2epoch']:.3f}: see that file). The fresh test networks of merged rows have no "
+        "converged reference, so pooled ratios are to the 2-epoch blocks only."
+    ]
 
 
 def _same_accuracies(pairs: list[tuple[Sequence[float], Sequence[float]]]) -> bool:
@@ -231,7 +288,7 @@ def merge_scaling_point(results: dict, scaling: dict, source: str, key: str, mer
         if m["point"] == key:
             del results["merged"][old], rows[old]
     gen = p.get("generation_seconds")
-    trained_row = rows.pop(TRAINED)  # keep the upper bound last
+    references = {n: rows.pop(n) for n in REFERENCES if n in rows}  # keep the references last
     rows[name] = {
         "per_seed": p["per_seed"],
         "epochs": p["epochs"],
@@ -243,7 +300,7 @@ def merge_scaling_point(results: dict, scaling: dict, source: str, key: str, mer
         "dim": p.get("dim", sc["dim"]),
         "depth": p.get("depth", sc["depth"]),
     }
-    rows[TRAINED] = trained_row
+    rows.update(references)
     results.setdefault("merged", {})[name] = {
         "source": source,
         "point": key,
@@ -257,6 +314,24 @@ def merge_scaling_point(results: dict, scaling: dict, source: str, key: str, mer
         fresh_trained = ref["fresh_test"]["trained"]
         results["merged"][name]["fresh_test"] = {**f, "n": len(f["per_seed"][0]), "trained": fresh_trained}
     return name
+
+
+def merge_scaling_file(out: str | Path, source: str, point: str) -> str:
+    """Add point ``point`` of the learning-curve file ``source`` to the KT table file ``out`` as a row.
+
+    No training: the table's JSON and markdown are rewritten (the merge's own provenance kept in the
+    row's note). Returns the markdown.
+    """
+    out = Path(out)
+    results, scaling = json.loads(out.read_text()), json.loads(Path(source).read_text())
+    if "info" not in results and point in scaling["points"]:  # tables written before info was stored
+        ref, n_full = scaling["reference"], scaling["points"][point]["n_full"]
+        results["info"] = info_from_provenance(results, n_full, ref["n_val"], ref["n_test"])
+    merge_scaling_point(
+        results, scaling, source, point, provenance({"merge_scaling": source, "point": point})
+    )
+    write_results(out, results, table_markdown(results))
+    return table_markdown(results)
 
 
 def info_from_provenance(results: dict, n_train: int, n_val: int, n_test: int) -> dict:

@@ -19,7 +19,12 @@ from kdforge.methods.translation import networks
 from kdforge.methods.translation.evaluate import TEST_FRACTION, VAL_FRACTION, random_small, split_networks
 from kdforge.methods.translation.grouped import small_accuracy
 from kdforge.methods.translation.pairs import load_pairs
-from kdforge.methods.translation.train import TranslatorConfig, train_translator, validation_images
+from kdforge.methods.translation.train import (
+    TranslatorConfig,
+    template_index,
+    train_translator,
+    validation_images,
+)
 
 Networks = dict[str, Tensor]
 
@@ -83,9 +88,10 @@ def random_accuracies(split: KtSplit, nets: Networks, seeds: list[int]) -> list[
     return [accuracy(split, nets, random_small(split.spec, len(nets["seed"]), 1000 + s)) for s in seeds]
 
 
-def template_blocks(source: Networks, n: int) -> Networks:
-    """The small block of ``source``'s best stored pair, repeated for ``n`` networks."""
-    best = int(source["acc_small"].argmax())
+def template_blocks(source: Networks, n: int, val_images: tuple[Tensor, Tensor], skip: bool) -> Networks:
+    """The template of the functional rows, repeated for ``n`` networks: the small block of the
+    ``source`` pair that scores best on the validation images (never the stored test accuracy)."""
+    best = template_index(source, *val_images, skip)
     return {k: v[best : best + 1].expand(n, *v.shape[1:]) for k, v in small_blocks(source).items()}
 
 
@@ -141,7 +147,7 @@ def run_table(split: KtSplit, rows: dict[str, dict], settings: dict) -> dict:
     te, seeds = split.test, settings["seeds"]
     results: dict = {"rows": {}, "curves": {}}
     results["rows"]["random init"] = {"per_seed": random_accuracies(split, te, seeds), "train_seconds": 0.0}
-    template = template_blocks(split.train, len(te["seed"]))  # the functional rows' template, as is
+    template = template_blocks(split.train, len(te["seed"]), split.val_images, split.spec.small_skip)
     results["rows"]["template only (best training pair's small block)"] = {
         "per_seed": [accuracy(split, te, template)],
         "train_seconds": 0.0,

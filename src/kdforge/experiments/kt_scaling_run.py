@@ -21,7 +21,7 @@ from kdforge.experiments.kt_protocol import TEMPLATE, TRAINED
 from kdforge.experiments.kt_scaling import point_key, point_label, scaling_markdown, seed_stats, sorted_points
 from kdforge.methods.translation.align import align_channels
 from kdforge.methods.translation.pairs import HAS_SMALL, generation_time, load_pairs, merge_pair_sets
-from kdforge.methods.translation.train import TranslatorConfig
+from kdforge.methods.translation.train import TranslatorConfig, template_index
 from kdforge.report.results import save_results
 
 #: the functional row of kt_table.json (an imported point)
@@ -197,12 +197,17 @@ def measure_point(
     return point
 
 
+def _template(split: kt_runs.KtSplit, train: dict) -> dict:
+    """The functional rows' template for every test network, chosen on validation images."""
+    return kt_runs.template_blocks(train, len(split.test["seed"]), split.val_images, split.spec.small_skip)
+
+
 def _references(s: ScalingSettings, split: kt_runs.KtSplit, results: dict) -> None:
     te = split.test
     results["reference"] = {
         **results.get("reference", {}),  # keeps template_aligned from an earlier --align run
         "trained": kt_runs.accuracy(split, te, kt_runs.small_blocks(te)),
-        "template": kt_runs.accuracy(split, te, kt_runs.template_blocks(split.train, len(te["seed"]))),
+        "template": kt_runs.accuracy(split, te, _template(split, split.train)),
         "random": kt_runs.random_accuracies(split, te, s.seeds),
         "n_val": len(split.val["seed"]),
         "n_test": len(te["seed"]),
@@ -261,11 +266,10 @@ def run_scaling(s: ScalingSettings, results: dict, command: str) -> tuple[dict, 
     tr, va, te = split.train, split.val, split.test
     n_full, ref_net = len(tr["seed"]), None
     if s.align:  # every network's channels in the template network's order (parameters only)
-        best = int(tr["acc_small"].argmax())
+        best = template_index(tr, *split.val_images, split.spec.small_skip)  # chosen on validation images
         ref_net = {k: v[best : best + 1] for k, v in tr.items()}
         tr, va, te = (align_channels(d, ref_net) for d in (tr, va, te))
-        aligned = kt_runs.template_blocks({**tr, "acc_small": split.train["acc_small"]}, len(te["seed"]))
-        results["reference"]["template_aligned"] = kt_runs.accuracy(split, te, aligned)
+        results["reference"]["template_aligned"] = kt_runs.accuracy(split, te, _template(split, tr))
     _imports(s, results, n_full)
     fresh = _fresh_test(s, split, results, ref_net)
     extra, extra_manifest = _large_only(s, split, ref_net)

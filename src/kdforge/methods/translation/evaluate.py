@@ -18,24 +18,29 @@ VAL_FRACTION = 0.1
 TEST_FRACTION = 0.2
 
 
-def split_networks(
-    pairs: dict[str, Tensor], val_frac: float = VAL_FRACTION, test_frac: float = TEST_FRACTION
-) -> tuple[dict, dict, dict]:
-    """Split a pair set by position (seed order) into (train, validation, test) networks."""
-    n = len(pairs["seed"])
+def split_indices(
+    n: int, val_frac: float = VAL_FRACTION, test_frac: float = TEST_FRACTION
+) -> tuple[range, range, range]:
+    """Positions of the (train, validation, test) networks of a pair set of ``n`` networks.
+
+    The last ``int(n * test_frac)`` networks (at least 1) are the test networks, the
+    ``int(n * val_frac)`` (at least 1) before them the validation networks, the rest train.
+    """
     n_test, n_val = max(1, int(n * test_frac)), max(1, int(n * val_frac))
     if n - n_test - n_val < 1:
         raise KdforgeError(
             f"only {n} pairs: too few to split into train/validation/test networks",
             "generate at least 3 pairs (dozens for meaningful numbers)",
         )
-    idx = torch.arange(n)
-    take = lambda i: {k: v[i] for k, v in pairs.items()}  # noqa: E731
-    return (
-        take(idx[: n - n_val - n_test]),
-        take(idx[n - n_val - n_test : n - n_test]),
-        take(idx[n - n_test :]),
-    )
+    return range(n - n_val - n_test), range(n - n_val - n_test, n - n_test), range(n - n_test, n)
+
+
+def split_networks(
+    pairs: dict[str, Tensor], val_frac: float = VAL_FRACTION, test_frac: float = TEST_FRACTION
+) -> tuple[dict, dict, dict]:
+    """Split a pair set by position (seed order) into (train, validation, test) networks."""
+    parts = split_indices(len(pairs["seed"]), val_frac, test_frac)
+    return tuple({k: v[torch.tensor(list(i))] for k, v in pairs.items()} for i in parts)
 
 
 def random_small(spec: networks.BlockSpec, n: int, seed: int) -> dict[str, Tensor]:

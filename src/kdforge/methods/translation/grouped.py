@@ -119,19 +119,48 @@ def accuracy(
     return correct / len(x)
 
 
-def _sgd(params: Stacked, sched, step_fn, orders: Tensor, bs: int) -> None:
-    """SGD + momentum on stacked leaves (per-network, since the summed loss separates them)."""
+def train_sgd(params: Stacked, sched, step_fn, orders: Tensor, bs: int, after_epoch=None) -> None:
+    """SGD + momentum on stacked leaves (per-network, since the summed loss separates them).
+
+    ``after_epoch(epoch)`` (1-based), when given, runs after every epoch without gradients; training
+    stops early when it returns True.
+    """
     for t in params.values():
         t.requires_grad_(True)
     opt = torch.optim.SGD(params.values(), lr=sched.lr, momentum=sched.momentum)
     n = orders.shape[-1]
-    for epoch_order in orders:  # [K, n]
+    for epoch, epoch_order in enumerate(orders, 1):  # [K, n]
         for b in range(0, n - bs + 1, bs):
             opt.zero_grad(set_to_none=True)
             step_fn(epoch_order[:, b : b + bs]).backward()
             opt.step()
+        if after_epoch is not None:
+            with torch.no_grad():
+                if after_epoch(epoch):
+                    break
     for t in params.values():
         t.requires_grad_(False)
+
+
+@torch.no_grad()
+def frozen_features(p: Stacked, s: Stacked, x: Tensor, chunk: int = 2048) -> Tensor:
+    """Eval-mode begin-block output of K networks on the same images: [n, K, C, h, w]."""
+    k = p["begin.conv"].shape[0]
+    feats = torch.cat(
+        [begin(p, s, x[i : i + chunk].repeat(1, k, 1, 1), False) for i in range(0, len(x), chunk)]
+    )
+    return feats.view(len(x), k, -1, *feats.shape[2:])
+
+
+def small_step_loss(q: Stacked, folded: Stacked, feats: Tensor, y: Tensor, idx: Tensor, skip: bool) -> Tensor:
+    """Summed cross-entropy of K small blocks between frozen begin features and the folded last block.
+
+    Args:
+        feats: :func:`frozen_features` of the training images; ``idx`` [K, B] picks network j's batch.
+    """
+    k = idx.shape[0]
+    h = feats[idx.T, torch.arange(k)].flatten(1, 2)  # network j's cached batch in its channels
+    return summed_ce(folded_last(folded, small(q, h, skip)), y[idx])
 
 
 def train_pairs_grouped(
@@ -154,7 +183,7 @@ def train_pairs_grouped(
         sched: :class:`~kdforge.methods.translation.pairs.Schedule`.
         spec: :class:`~kdforge.methods.translation.networks.BlockSpec`.
     """
-    k, bs = orders_large.shape[1], sched.batch_size
+    bs = sched.batch_size
     p = {n: v.clone() for n, v in init.items() if not n.startswith("small.")}
     q = {n: v.clone() for n, v in init.items() if n.startswith("small.")}
     s = {n: v.clone() for n, v in stats.items()}
@@ -162,21 +191,17 @@ def train_pairs_grouped(
     def large_step(idx: Tensor) -> Tensor:
         return summed_ce(forward(p, s, per_net_images(x, idx), "large", True), y[idx])
 
-    _sgd(p, sched, large_step, orders_large, bs)
+    train_sgd(p, sched, large_step, orders_large, bs)
     if len(orders_small) == 0:  # no small-block phase: the small block stays at its random init
         return p, s, q
-    with torch.no_grad():  # phase 2: frozen begin activations cached once per network, last BN folded
-        feats = torch.cat(
-            [begin(p, s, x[i : i + 2048].repeat(1, k, 1, 1), False) for i in range(0, len(x), 2048)]
-        )
-        feats = feats.view(len(x), k, -1, *feats.shape[2:])  # [n, K, C, h, w]
-        folded = torch.func.vmap(networks.fold_last)(p, s)
+    feats = frozen_features(p, s, x)  # phase 2: frozen begin activations cached once per network
+    with torch.no_grad():
+        folded = torch.func.vmap(networks.fold_last)(p, s)  # last BN folded
 
     def small_step(idx: Tensor) -> Tensor:
-        h = feats[idx.T, torch.arange(k)].flatten(1, 2)  # network j's cached batch in its channels
-        return summed_ce(folded_last(folded, small(q, h, spec.small_skip)), y[idx])
+        return small_step_loss(q, folded, feats, y, idx, spec.small_skip)
 
-    _sgd(q, sched, small_step, orders_small, bs)
+    train_sgd(q, sched, small_step, orders_small, bs)
     return p, s, q
 
 

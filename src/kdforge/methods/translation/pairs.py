@@ -82,6 +82,22 @@ class PairConfig:
             "eval_images": self.eval_images,
         }
 
+    @classmethod
+    def from_dict(cls, d: dict) -> PairConfig:
+        """The configuration a manifest (:meth:`to_dict`'s JSON form) records."""
+        return cls(
+            dataset=d["dataset"],
+            spec=networks.BlockSpec(**d["spec"]),
+            schedule=Schedule(**d["schedule"]),
+            seed=d["seed"],
+            shard_size=d["shard_size"],
+            eval_images=d["eval_images"],
+        )
+
+    def network_seed(self, index: int) -> int:
+        """Seed of the pair set's network at position ``index`` (shard ``index // shard_size``)."""
+        return self.seed * 10**6 + index
+
 
 def network_orders(n: int, epochs: int, seeds: list[int], phase: int) -> Tensor:
     """Per-network shuffles, a pure function of (network seed, phase, epoch): [epochs, k, n]."""
@@ -223,9 +239,10 @@ def make_pairs(
 ) -> dict:
     """Generate shards ``shards`` into ``out`` (skipping finished ones). Returns timing info.
 
-    Shard ``i`` holds pairs with seeds ``cfg.seed*10**6 + i*shard_size + j``; distinct processes may
-    take distinct ranges. Accuracies are measured on the data set's test split. ``engine`` (see
-    :func:`train_pairs`) changes speed only, not results, so it is not part of the manifest.
+    Shard ``i`` holds the networks at positions ``i*shard_size + j`` (seeds
+    :meth:`PairConfig.network_seed`); distinct processes may take distinct ranges. Accuracies are
+    measured on the data set's test split. ``engine`` (see :func:`train_pairs`) changes speed only,
+    not results, so it is not part of the manifest.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -234,18 +251,50 @@ def make_pairs(
     if not todo:
         return {"made": 0, "seconds": 0.0}
     splits = splits or load_pair_data(cfg.dataset)
-    train, test = splits.train.tensors, splits.test.tensors
-    if cfg.eval_images:
-        test = {k: v[: cfg.eval_images] for k, v in test.items()}
+    train, test = splits.train.tensors, pair_test_images(splits, cfg)
     t0, made = time.perf_counter(), 0
     for i in tqdm(todo, desc="pair shards", disable=not progress):
         t_shard = time.perf_counter()
-        seeds = [cfg.seed * 10**6 + i * cfg.shard_size + j for j in range(cfg.shard_size)]
+        seeds = [cfg.network_seed(i * cfg.shard_size + j) for j in range(cfg.shard_size)]
         tensors = train_pairs(seeds, cfg, train, test)
         timing = {"seconds": f"{time.perf_counter() - t_shard:.3f}", "finished": f"{time.time():.3f}"}
         save_tensors(shard_path(out, i), tensors, metadata={"shard": str(i), **timing})
         made += len(seeds)
     return {"made": made, "seconds": time.perf_counter() - t0}
+
+
+def pair_test_images(splits, cfg: PairConfig) -> dict[str, Tensor]:
+    """The test images a pair set's stored accuracies are measured on (the first ``eval_images``)."""
+    test = splits.test.tensors
+    return {k: v[: cfg.eval_images] for k, v in test.items()} if cfg.eval_images else dict(test)
+
+
+def regenerate_networks(cfg: PairConfig, indices: list[int], splits=None) -> dict[str, Tensor]:
+    """Re-train the networks at positions ``indices`` of the pair set ``cfg`` describes (no files).
+
+    Each shard holding one of them is trained whole, exactly as :func:`make_pairs` trains it, and
+    only the asked networks are kept: that makes them bit-identical to the stored ones, so e.g. the
+    test networks of a split can be rebuilt without the rest of their pair set. (A network trained
+    in a group of another size starts from the same seed, but its grouped convolutions round
+    differently and training amplifies the rounding: alone, a network can end points of accuracy
+    away.) Returns the stacked pair tensors in the order of ``indices`` (as :func:`load_pairs`
+    gives them, without ``has_small``).
+
+    Raises:
+        KdforgeError: no or negative indices.
+    """
+    if not indices or min(indices) < 0:
+        raise KdforgeError(
+            f"network indices {indices} name no network", "pass positions 0, 1, ... of the set"
+        )
+    splits = splits or load_pair_data(cfg.dataset)
+    train, test = splits.train.tensors, pair_test_images(splits, cfg)
+    size = cfg.shard_size
+    made = [i * size + j for i in sorted({i // size for i in indices}) for j in range(size)]
+    seeds = [cfg.network_seed(n) for n in made]
+    parts = [train_pairs(seeds[i : i + size], cfg, train, test) for i in range(0, len(made), size)]
+    order = torch.tensor([made.index(i) for i in indices])
+    return {k: torch.cat([p[k] for p in parts])[order] for k in parts[0]}
 
 
 def generation_time(directory: str | Path, shards: int | None = None) -> dict:

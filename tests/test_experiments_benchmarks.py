@@ -38,8 +38,6 @@ RESULTS = ROOT / "benchmarks" / "results"
 RERENDERED = [
     ("opdf_vision", "opdf_vision"),
     ("opdf_align_sweep", "opdf_align_sweep"),
-    ("opdf_nlp", "opdf_nlp_narrow"),
-    ("opdf_nlp", "opdf_nlp_adkd"),
     ("east_table", "east_table_lam0.3"),
     ("east_images", "east_images_digits"),
     ("east_images", "east_images_fmnist"),

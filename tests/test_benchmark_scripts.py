@@ -19,6 +19,8 @@ from kdforge.experiments import (
     east_text_pairs,
     east_text_table,
     engine_overhead,
+    opdf_nlp,
+    opdf_nlp_align,
     precision_check,
     quickstart_seeds,
 )
@@ -35,10 +37,8 @@ MAX_LINES = 100  # "under ~100 lines": at most 100
 OVER_LIMIT = {
     "mpo_speed",
     "opdf_vision",
-    "opdf_nlp",
     "teacher_cache",
     "opdf_vision_tuned",
-    "opdf_nlp_align",
     "east_audio_words",
     "recipes_check",  # mostly its declaration of every recipe (the protocol is in the library)
 }
@@ -65,6 +65,11 @@ RENDERED = {
     "east_images_probe": (east_image_pairs.probe_markdown, "east_images", ["--probe"]),
     "east_images_probe75": (east_image_pairs.probe_markdown, "east_images", ["--probe"]),
     "east_images_regime": (east_image_pairs.regime_markdown, "east_images", ["--regime"]),
+    **{
+        name: (opdf_nlp.grid_markdown, "opdf_nlp", [])
+        for name in ("opdf_nlp", "opdf_nlp_adkd", "opdf_nlp_narrow", "opdf_nlp_sub1920", "opdf_nlp_theseus")
+    },
+    "opdf_nlp_align": (opdf_nlp_align.align_markdown, "opdf_nlp_align", []),
 }
 
 

@@ -103,6 +103,17 @@ def test_alignment_on_is_the_best_positive_lambda_on_validation_paired_with_off(
     assert deltas["opdf_minus_plain"]["verdict"] == "met"  # +2.1 clears +1.0 on every seed
 
 
+def test_alignment_on_scoring_exactly_as_off_is_not_a_gain():
+    """Lambdas too small to move the student score as off on every seed: the interval is [0, 0],
+    which does not clear the target of 0."""
+    runs = [
+        _run({LAMBDA_KEY: lam}, s, 0.75 + 0.01 * s, 0.74 + 0.01 * s) for lam in (0.0, 1.0) for s in range(3)
+    ]
+    delta = align_rows(_plain(), runs)["deltas"]["on_minus_off"]
+    assert delta["interval"]["low"] == delta["interval"]["high"] == 0.0
+    assert delta["verdict"] == "not distinguishable"
+
+
 def test_alignment_rows_refuse_arms_run_on_different_seeds():
     with pytest.raises(KdforgeError, match="different seeds"):
         align_rows(_plain(seeds=(0, 1, 3)), _opdf())

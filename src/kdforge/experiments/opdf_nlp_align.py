@@ -47,7 +47,8 @@ def align_rows(plain: Sequence[dict[str, Any]], opdf: Sequence[dict[str, Any]]) 
     Returns:
         ``rows`` (``plain``, ``opdf``: lambda chosen on validation, ``off``: lambda 0, ``on``: the
         best lambda > 0 on validation; each a :func:`tune_row` result) and ``deltas``
-        (``on_minus_off`` and ``opdf_minus_plain``, :func:`tuned_delta` on test accuracy).
+        (``on_minus_off`` and ``opdf_minus_plain``, :func:`tuned_delta` on test accuracy; "met" only
+        when the interval's lower bound lies strictly above the target).
     """
     rows = {
         "plain": tune_row(plain, "train.lr"),
@@ -56,10 +57,18 @@ def align_rows(plain: Sequence[dict[str, Any]], opdf: Sequence[dict[str, Any]]) 
         "on": tune_row([s for s in opdf if s["overrides"][LAMBDA_KEY] > 0], LAMBDA_KEY),
     }
     deltas = {
-        "on_minus_off": tuned_delta(rows["on"], rows["off"], target=ON_MINUS_OFF_TARGET),
-        "opdf_minus_plain": tuned_delta(rows["opdf"], rows["plain"], target=OPDF_MINUS_PLAIN_TARGET),
+        "on_minus_off": _strict(tuned_delta(rows["on"], rows["off"], target=ON_MINUS_OFF_TARGET)),
+        "opdf_minus_plain": _strict(tuned_delta(rows["opdf"], rows["plain"], target=OPDF_MINUS_PLAIN_TARGET)),
     }
     return {"rows": rows, "deltas": deltas}
+
+
+def _strict(delta: dict[str, Any]) -> dict[str, Any]:
+    """``met`` only when the lower bound lies above the target: with a target of 0, a lower bound of
+    exactly 0 (e.g. on and off scoring the same on every seed) is no gain."""
+    if delta["verdict"] == "met" and delta["interval"]["low"] <= delta["target"]:
+        return {**delta, "verdict": "not distinguishable"}
+    return delta
 
 
 def first_alignment(run_dir: str | Path) -> float | None:

@@ -5,6 +5,9 @@ Usage::
     PYTHONPATH=src python benchmarks/opdf_nlp_align.py [--lambdas 0 1 10 100 1000] [--seeds 0 1 2]
     PYTHONPATH=src python benchmarks/opdf_nlp_align.py --collect  # results from finished runs only
     PYTHONPATH=src python benchmarks/opdf_nlp_align.py --render   # the markdown and plot again from the JSON
+    # OPDF's MPO factors at 10x the learning rate (runs nlp_kd_opdf_shift_mpolr10-...; plain KD reused):
+    PYTHONPATH=src python benchmarks/opdf_nlp_align.py --override method.kwargs.mpo_lr_scale=10 \\
+        --tag mpolr10 --out benchmarks/results/opdf_nlp_align_mpolr10.json
 
 In ``opdf_nlp.md`` the student is the fine-tuned teacher's layers 1, 3, 5 and the default map
 aligns it with exactly those layers, so the alignment loss starts at 0 and on/off is inert by
@@ -46,12 +49,15 @@ def main() -> None:
     ap.add_argument("--collect", action="store_true", help="train nothing; report the finished runs")
     ap.add_argument("--render", action="store_true", help="re-render the markdown from the JSON only")
     ap.add_argument("--time-one", action="store_true", help="with --collect: time one run (stand-in teacher)")
+    ap.add_argument("--override", nargs="*", default=[], help="dotted overrides for the OPDF runs only")
+    ap.add_argument("--tag", default="", help="OPDF run-name suffix for runs made with --override")
     args = ap.parse_args()
     if args.render:
         print(rerender_results(args.out, align_markdown))
     else:
         torch.set_num_threads(1)
-        res = run_align(CONFIGS, args.lambdas, args.seeds, train=not args.collect)
+        tag = f"_{args.tag}" if args.tag else ""
+        res = run_align(CONFIGS, args.lambdas, args.seeds, not args.collect, args.override, tag)
         res["timing"] = time_one(CONFIGS) if args.time_one else None
         config = {"recipes": [f"configs/opdf/{r}.yaml" for r in (OPDF_RECIPE, PLAIN_RECIPE)]}
         print(save_results(args.out, res, align_markdown, config, args.seeds))

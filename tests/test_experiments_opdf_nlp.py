@@ -11,7 +11,7 @@ import pytest
 
 from kdforge.errors import KdforgeError
 from kdforge.experiments import opdf_nlp, opdf_nlp_align
-from kdforge.experiments.opdf_nlp_align import LAMBDA_KEY, align_markdown, align_rows, first_alignment
+from kdforge.experiments.opdf_nlp_align import LAMBDA_KEY, align_markdown, align_rows, alignment_trace
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs" / "opdf"
@@ -119,7 +119,7 @@ def test_alignment_rows_refuse_arms_run_on_different_seeds():
         align_rows(_plain(seeds=(0, 1, 3)), _opdf())
 
 
-def test_first_alignment_is_the_first_logged_term_divided_by_lambda(tmp_path):
+def test_alignment_trace_reads_the_first_and_last_logged_term_divided_by_lambda(tmp_path):
     def run_dir(name: str, lam: float, lines: list[dict]) -> Path:
         d = tmp_path / name
         d.mkdir()
@@ -127,9 +127,15 @@ def test_first_alignment_is_the_first_logged_term_divided_by_lambda(tmp_path):
         (d / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
         return d
 
-    logged = [{"step": 5, "ce": 0.3}, {"step": 5, "align": 0.5}, {"step": 10, "align": 0.1}]
-    assert first_alignment(run_dir("on", 100.0, logged)) == pytest.approx(0.005)
-    assert first_alignment(run_dir("off", 0.0, [{"step": 5, "ce": 0.3}])) is None
+    logged = [
+        {"step": 5, "ce": 0.3},
+        {"step": 5, "align": 0.5},
+        {"step": 10, "ce": 0.2},
+        {"step": 10, "align": 0.1},
+    ]
+    trace = alignment_trace(run_dir("on", 100.0, logged))
+    assert trace == {"lambda": 100.0, "first": pytest.approx(0.005), "last": pytest.approx(0.001)}
+    assert alignment_trace(run_dir("off", 0.0, [{"step": 5, "ce": 0.3}])) is None
 
 
 def _results(not_run: list[str] | None = None) -> dict:
@@ -138,7 +144,11 @@ def _results(not_run: list[str] | None = None) -> dict:
         "seeds": [0, 1, 2], "lambdas": [0.0, 1.0, 10.0, 100.0], "not_run": not_run or [],
         "trained_now": [r["trial"] for r in plain], "wall_s": 42.0,
         "train_time_s": {r["trial"]: r["train_time_s"] for r in plain + opdf},
-        "first_alignment": {"o1.0-seed0": 0.0047, "o10.0-seed0": 0.0046},
+        "alignment": {
+            "a": {"lambda": 1.0, "first": 0.0047, "last": 0.0047},
+            "b": {"lambda": 10.0, "first": 0.0046, "last": 0.0023},
+            "c": {"lambda": 10.0, "first": 0.0050, "last": 0.0050},
+        },
         "teacher": {"val_acc": 0.822, "test_acc": 0.81, "test_size": 1057, "train_time_s": 190.0},
         **align_rows(plain, opdf),
     }  # fmt: skip
@@ -150,7 +160,8 @@ def test_align_markdown_shows_the_curve_the_chosen_rows_and_the_verdicts():
     assert "| +OPDF off (0) | 75.10 | - | - | - | 0 |" in text
     assert "- on minus off: +1.00 points [+1.00, +1.00] (target +0.0) -> **met**" in text
     assert "- opdf minus plain: +2.10 points [+2.00, +2.20] (target +1.0) -> **met**" in text
-    assert "first log line of the 2 runs with lambda > 0: 0.00460-0.00470" in text
+    assert "first log line of the 3 runs with lambda > 0: 0.00460-0.00500, above 0" in text
+    assert "per lambda: 1: +0.00 %, 10: -25.00 %." in text
     assert "Teacher (6 layers) on the same splits: val 82.20, test 81.00." in text
     assert "plain KD 2 s (2-2); OPDF 2 s (2-2). This invocation trained 3 runs" in text
     unfinished = align_markdown({"seeds": [0], "lambdas": [0.0], "not_run": ["a", "b"]})
@@ -166,15 +177,28 @@ def test_run_align_reports_unfinished_runs_and_trains_nothing_when_collecting(mo
     monkeypatch.chdir(tmp_path)  # the recipes' output_dir (runs/opdf_nlp) is relative
     sweeps = []
 
-    def fake_sweep(configs, recipe, grid, seeds, train):
-        sweeps.append((recipe, grid, list(seeds), train))
+    def fake_sweep(configs, recipe, grid, seeds, train, override, tag):
+        sweeps.append((recipe, grid, list(seeds), train, list(override), tag))
         return [], [f"{recipe}-seed{s}" for s in seeds]
 
     monkeypatch.setattr(opdf_nlp_align, "_sweep", fake_sweep)
     monkeypatch.setattr(opdf_nlp_align, "run_recipe", lambda recipe: pytest.fail("trained the teacher"))
-    res = opdf_nlp_align.run_align(CONFIGS, [0.0, 1.0], [0, 1], train=False)
-    assert sweeps == [
-        ("nlp_kd_plain_shift", {"train.lr": [1e-4]}, [0, 1], False),
-        ("nlp_kd_opdf_shift", {LAMBDA_KEY: [0.0, 1.0]}, [0, 1], False),
+    over = ["method.kwargs.mpo_lr_scale=10"]
+    res = opdf_nlp_align.run_align(CONFIGS, [0.0, 1.0], [0, 1], False, over, "_mpolr10")
+    assert sweeps == [  # the override and tag reach the OPDF runs only
+        ("nlp_kd_plain_shift", {"train.lr": [1e-4]}, [0, 1], False, [], ""),
+        ("nlp_kd_opdf_shift", {LAMBDA_KEY: [0.0, 1.0]}, [0, 1], False, over, "_mpolr10"),
     ]
+    assert res["overrides"] == over
     assert len(res["not_run"]) == 4 and res["rows"] == {} and res["trained_now"] == []
+
+
+def test_sweep_names_runs_by_recipe_and_tag_so_untagged_runs_are_reused(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    grid, recipe = {LAMBDA_KEY: [0.0]}, opdf_nlp_align.OPDF_RECIPE
+    _, missing = opdf_nlp_align._sweep(CONFIGS, recipe, grid, [0], False, [], "")
+    assert missing == ["nlp_kd_opdf_shift-lambda_align=0.0-seed0"]
+    _, missing = opdf_nlp_align._sweep(
+        CONFIGS, recipe, grid, [0], False, ["method.kwargs.mpo_lr_scale=10"], "_t"
+    )
+    assert missing == ["nlp_kd_opdf_shift_t-lambda_align=0.0-seed0"]

@@ -71,57 +71,82 @@ def _strict(delta: dict[str, Any]) -> dict[str, Any]:
     return delta
 
 
-def first_alignment(run_dir: str | Path) -> float | None:
-    """The first logged alignment loss of a run, divided by its ``lambda_align`` (``None`` when not logged).
+def alignment_trace(run_dir: str | Path) -> dict[str, float] | None:
+    """The alignment loss ``L_align`` (unweighted) at a run's first and last log lines.
 
     The engine logs each loss term already weighted (``lambda_align * L_align``), averaged over the
-    steps since the previous log line; dividing gives ``L_align`` itself near the start of training.
+    steps since the previous log line; dividing by the run's ``lambda_align`` gives ``L_align``.
+
+    Returns:
+        ``lambda``, ``first`` and ``last`` (``None`` for a run that logged no alignment: lambda 0).
     """
     run_dir = Path(run_dir)
     lam = json.loads((run_dir / "trial.json").read_text())["overrides"][LAMBDA_KEY]
-    with open(run_dir / "metrics.jsonl") as lines:
-        for line in lines:
-            record = json.loads(line)
-            if "align" in record and lam:
-                return record["align"] / lam
-    return None
+    logged = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
+    aligned = [r["align"] / lam for r in logged if "align" in r] if lam else []
+    return {"lambda": lam, "first": aligned[0], "last": aligned[-1]} if aligned else None
 
 
-def _sweep(configs: Path, recipe: str, grid: dict, seeds: Sequence[int], train: bool) -> tuple[list, list]:
-    trials = make_trials(configs / f"{recipe}.yaml", grid, seeds)
+def _sweep(
+    configs: Path,
+    recipe: str,
+    grid: dict,
+    seeds: Sequence[int],
+    train: bool,
+    override: Sequence[str],
+    tag: str,
+) -> tuple[list, list]:
+    trials = make_trials(configs / f"{recipe}.yaml", grid, seeds, f"{recipe}{tag}", list(override))
     if train:
         run_sweep(trials, trials[0].config.output_dir, progress=False)
     return split_finished(trials, trials[0].config.output_dir)
 
 
-def run_align(configs: Path, lambdas: Sequence[float], seeds: Sequence[int], train: bool) -> dict[str, Any]:
+def run_align(
+    configs: Path,
+    lambdas: Sequence[float],
+    seeds: Sequence[int],
+    train: bool,
+    override: Sequence[str] = (),
+    tag: str = "",
+) -> dict[str, Any]:
     """Run (``train``) or collect the plain and OPDF sweeps and build the results.
 
     With ``train`` the teacher is fine-tuned first if its export is missing; finished runs are
     reused either way. Every arm runs on the same seeds; plain runs first, then OPDF lambda by lambda.
 
+    Args:
+        configs: The directory of the recipes.
+        lambdas: The ``lambda_align`` grid (0 = off; at least one value > 0).
+        seeds: Every arm runs once per seed.
+        train: Run what is unfinished (else only collect).
+        override: Dotted overrides for the OPDF runs only (e.g. ``method.kwargs.mpo_lr_scale=10``);
+            plain KD, which has no MPO factors, is the same runs either way.
+        tag: Suffix of the OPDF runs' names when ``override`` is given (``nlp_kd_opdf_shift<tag>-...``).
+
     Returns:
-        ``seeds``, ``lambdas``, ``not_run`` (unfinished runs; when any, nothing else is computed),
-        ``trained_now`` (runs this call trained), ``wall_s`` (of this call), ``train_time_s``
-        (per finished run), ``first_alignment`` (per run with lambda > 0: the first logged
-        ``L_align``), ``teacher`` (scored on the students' validation and test splits) and
-        :func:`align_rows`'s ``rows`` and ``deltas``.
+        ``seeds``, ``lambdas``, ``overrides``, ``not_run`` (unfinished runs; when any, nothing else
+        is computed), ``trained_now`` (runs this call trained), ``wall_s`` (of this call),
+        ``train_time_s`` (per finished run), ``alignment`` (per run with lambda > 0: its
+        :func:`alignment_trace`), ``teacher`` (scored on the students' validation and test splits)
+        and :func:`align_rows`'s ``rows`` and ``deltas``.
     """
     start = time.perf_counter()
     output_dir = Path(load_recipe(configs / f"{OPDF_RECIPE}.yaml").output_dir)
     before = {p.parent.name for p in output_dir.glob("*/summary.json")}
     if train:
         run_recipe(configs / TEACHER_RECIPE)
-    plain, todo = _sweep(configs, PLAIN_RECIPE, PLAIN_GRID, seeds, train)
-    opdf, todo_opdf = _sweep(configs, OPDF_RECIPE, {LAMBDA_KEY: list(lambdas)}, seeds, train)
-    res: dict[str, Any] = {"seeds": list(seeds), "lambdas": list(lambdas), "not_run": todo + todo_opdf}
+    plain, todo = _sweep(configs, PLAIN_RECIPE, PLAIN_GRID, seeds, train, (), "")
+    opdf, todo_opdf = _sweep(configs, OPDF_RECIPE, {LAMBDA_KEY: list(lambdas)}, seeds, train, override, tag)
+    res: dict[str, Any] = {"seeds": list(seeds), "lambdas": list(lambdas), "overrides": list(override)}
+    res["not_run"] = todo + todo_opdf
     res["trained_now"] = [s["trial"] for s in plain + opdf if s["trial"] not in before]
     res["wall_s"] = time.perf_counter() - start
     if res["not_run"]:
         return {**res, "rows": {}, "deltas": {}}  # the JSON names the unfinished runs
     res["train_time_s"] = {s["trial"]: s["train_time_s"] for s in plain + opdf}
-    res["first_alignment"] = {
-        s["trial"]: first_alignment(output_dir / s["trial"]) for s in opdf if s["overrides"][LAMBDA_KEY] > 0
+    res["alignment"] = {
+        s["trial"]: alignment_trace(output_dir / s["trial"]) for s in opdf if s["overrides"][LAMBDA_KEY] > 0
     }
     teacher = run_recipe(configs / TEACHER_RECIPE)  # finished: its summary only
     scores = teacher_scores(load_recipe(configs / f"{OPDF_RECIPE}.yaml", ["seed=0"]))
@@ -181,6 +206,22 @@ def _cost_lines(res: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _alignment_line(alignment: dict[str, dict[str, float] | None]) -> str:
+    traces = [t for t in alignment.values() if t is not None]
+    first = [t["first"] for t in traces]
+    change = {}
+    for t in traces:
+        change.setdefault(t["lambda"], []).append(100 * (t["last"] - t["first"]) / t["first"])
+    per_lambda = ", ".join(f"{lam:g}: {statistics.mean(v):+.2f} %" for lam, v in sorted(change.items()))
+    return (
+        f"Alignment loss L_align (unweighted) at the first log line of the {len(traces)} runs with "
+        f"lambda > 0: {min(first):.5f}-{max(first):.5f}, above 0: the student does not start at the "
+        "aligned layers (with layers 1, 3, 5 it starts at 0). Its change from the first to the last log "
+        "line, mean over seeds, "
+        f"per lambda: {per_lambda}."
+    )
+
+
 def align_markdown(res: dict[str, Any]) -> str:
     """The lambda curve (validation), the chosen rows and the two paired deltas."""
     lines = ["# OPDF alignment on/off with a student not built from the aligned layers (NLP)", ""]
@@ -188,20 +229,14 @@ def align_markdown(res: dict[str, Any]) -> str:
         "VADER movie snippets, the recipes of `opdf_nlp.md` (KD, 640 examples, 1 epoch, 32 tokens) but the "
         "student is the fine-tuned teacher's layers 0, 2, 4 while OPDF aligns it with layers 1, 3, 5. "
         f"Seeds {res['seeds']}; accuracy (%) of the checkpoint selected on validation; lambda chosen on "
-        "validation.",
+        "validation." + (f" OPDF runs with `{' '.join(res['overrides'])}`." if res.get("overrides") else ""),
         "",
         *_cost_lines(res),
     ]
     if res["not_run"]:
         return "\n".join([*lines, f"Not finished ({len(res['not_run'])} runs): " + ", ".join(res["not_run"])])
-    if res.get("first_alignment"):
-        first = [v for v in res["first_alignment"].values() if v is not None]
-        lines += [
-            f"Alignment loss L_align (unweighted) at the first log line of the {len(first)} runs with "
-            f"lambda > 0: {min(first):.5f}-{max(first):.5f}, i.e. above 0: the student does not start at "
-            "the aligned layers (with layers 1, 3, 5 it starts at 0).",
-            "",
-        ]
+    if res.get("alignment"):
+        lines += [_alignment_line(res["alignment"]), ""]
     r = res["rows"]
     lines += [tuned_table([(ROW_LABELS[k], r[k]) for k in ROW_LABELS], res["lambdas"], "lambda"), ""]
     plain = f"val {mean_std(r['plain']['val_acc'])}, test {mean_std(r['plain']['test_acc'])}"

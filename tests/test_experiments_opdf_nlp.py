@@ -163,7 +163,8 @@ def test_align_markdown_shows_the_curve_the_chosen_rows_and_the_verdicts():
     assert "first log line of the 3 runs with lambda > 0: 0.00460-0.00500, above 0" in text
     assert "per lambda: 1: +0.00 %, 10: -25.00 %." in text
     assert "Teacher (6 layers) on the same splits: val 82.20, test 81.00." in text
-    assert "plain KD 2 s (2-2); OPDF 2 s (2-2). This invocation trained 3 runs" in text
+    assert "plain KD 2 s (2-2); OPDF 2 s (2-2). This invocation trained 3 of them" in text
+    assert "Every run had finished before" in align_markdown({**_results(), "trained_now": []})
     unfinished = align_markdown({"seeds": [0], "lambdas": [0.0], "not_run": ["a", "b"]})
     assert unfinished.endswith("Not finished (2 runs): a, b") and "| +OPDF" not in unfinished
 

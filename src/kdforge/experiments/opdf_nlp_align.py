@@ -197,10 +197,14 @@ def _cost_lines(res: dict[str, Any]) -> list[str]:
         spans = "; ".join(
             f"{a} {statistics.mean(v):.0f} s ({min(v):.0f}-{max(v):.0f})" for a, v in arms.items()
         )
+        trained = (
+            f"This invocation trained {len(res['trained_now'])} of them (the others had finished before) in "
+            f"{res['wall_s']:.0f} s of wall time, a teacher fine-tune included if one ran."
+            if res["trained_now"]
+            else "Every run had finished before this invocation, which reused them."
+        )
         lines += [
-            f"Training time per run (1 torch thread, the machine in the footer): {spans}. This "
-            f"invocation trained {len(res['trained_now'])} runs (the rest were finished before and reused) "
-            f"in {res['wall_s']:.0f} s of wall time.",
+            f"Training time per run (1 torch thread, the machine in the footer): {spans}. {trained}",
             "",
         ]
     return lines
@@ -251,8 +255,8 @@ def align_markdown(res: dict[str, Any]) -> str:
 
 
 def plot_align(res: dict[str, Any], out: str | Path) -> Path:
-    """A PNG of mean validation accuracy (± std over seeds) against lambda_align (0 = off), with
-    plain KD of the same student as a horizontal band."""
+    """A PNG of two panels against lambda_align: mean validation accuracy (± std over seeds; 0 =
+    off) with plain KD of the same student as a band, and how much training moved L_align (%)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -260,17 +264,31 @@ def plot_align(res: dict[str, Any], out: str | Path) -> Path:
 
     row, plain = res["rows"]["opdf"], res["rows"]["plain"]
     x = list(range(len(row["grid"])))
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig, (acc, moved) = plt.subplots(1, 2, figsize=(10, 3.8))
     mean, std = [100 * v for v in row["val_mean"]], [100 * v for v in row["val_std"]]
-    ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, label="KD + OPDF (layers 0, 2, 4)")
+    acc.errorbar(x, mean, yerr=std, marker="o", capsize=3, label="KD + OPDF (layers 0, 2, 4)")
     p_mean, p_std = 100 * statistics.mean(plain["val_acc"]), 100 * statistics.stdev(plain["val_acc"])
-    ax.axhline(p_mean, color="grey", linestyle="--", label="plain KD, same student")
-    ax.axhspan(p_mean - p_std, p_mean + p_std, color="grey", alpha=0.15)
-    ax.set_xticks(x, [f"{v:g}" for v in row["grid"]])
-    ax.set(xlabel="lambda_align (0 = alignment off)", ylabel="val acc (%), mean ± std over seeds")
-    ax.set_title(f"OPDF alignment, student not at the aligned layers (seeds {res['seeds']})", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    acc.axhline(p_mean, color="grey", linestyle="--", label="plain KD, same student")
+    acc.axhspan(p_mean - p_std, p_mean + p_std, color="grey", alpha=0.15)
+    acc.set(ylabel="val acc (%), mean ± std over seeds")
+    acc.legend(fontsize=8)
+    change: dict[float, list[float]] = {}
+    for t in (t for t in res.get("alignment", {}).values() if t is not None):
+        change.setdefault(t["lambda"], []).append(100 * (t["last"] - t["first"]) / t["first"])
+    moved.plot(
+        [row["grid"].index(lam) for lam in sorted(change)],
+        [statistics.mean(change[k]) for k in sorted(change)],
+        marker="o",
+    )
+    moved.set(ylabel="L_align change, first to last log (%)")
+    for ax in (acc, moved):
+        ax.set_xticks(x, [f"{v:g}" for v in row["grid"]])
+        ax.set(xlabel="lambda_align (0 = alignment off)")
+        ax.grid(alpha=0.3)
+    extra = f", OPDF with {' '.join(res['overrides'])}" if res.get("overrides") else ""
+    fig.suptitle(
+        f"OPDF alignment, student not at the aligned layers (seeds {res['seeds']}{extra})", fontsize=9
+    )
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)

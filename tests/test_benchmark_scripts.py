@@ -69,7 +69,10 @@ RENDERED = {
         name: (opdf_nlp.grid_markdown, "opdf_nlp", [])
         for name in ("opdf_nlp", "opdf_nlp_adkd", "opdf_nlp_narrow", "opdf_nlp_sub1920", "opdf_nlp_theseus")
     },
-    "opdf_nlp_align": (opdf_nlp_align.align_markdown, "opdf_nlp_align", []),
+    **{
+        name: (opdf_nlp_align.align_markdown, "opdf_nlp_align", [])
+        for name in ("opdf_nlp_align", "opdf_nlp_align_mpolr10")
+    },
 }
 
 

@@ -71,7 +71,7 @@ RENDERED = {
     },
     **{
         name: (opdf_nlp_align.align_markdown, "opdf_nlp_align", [])
-        for name in ("opdf_nlp_align", "opdf_nlp_align_mpolr10")
+        for name in ("opdf_nlp_align", "opdf_nlp_align_mpolr3", "opdf_nlp_align_mpolr10")
     },
 }
 

@@ -74,8 +74,8 @@ def _strict(delta: dict[str, Any]) -> dict[str, Any]:
 def alignment_trace(run_dir: str | Path) -> dict[str, float] | None:
     """The alignment loss ``L_align`` (unweighted) at a run's first and last log lines.
 
-    The engine logs each loss term already weighted (``lambda_align * L_align``), averaged over the
-    steps since the previous log line; dividing by the run's ``lambda_align`` gives ``L_align``.
+    The engine logs each loss term of the logged step already weighted (``lambda_align * L_align``);
+    dividing by the run's ``lambda_align`` gives ``L_align``.
 
     Returns:
         ``lambda``, ``first`` and ``last`` (``None`` for a run that logged no alignment: lambda 0).

@@ -37,8 +37,6 @@ RESULTS = ROOT / "benchmarks" / "results"
 # (script, results file): committed tables the rewritten scripts reproduce exactly from their JSON
 RERENDERED = [
     ("opdf_align_sweep", "opdf_align_sweep"),
-    ("opdf_nlp", "opdf_nlp_narrow"),
-    ("opdf_nlp", "opdf_nlp_adkd"),
     ("east_table", "east_table_lam0.3"),
     ("east_images", "east_images_digits"),
     ("east_images", "east_images_fmnist"),

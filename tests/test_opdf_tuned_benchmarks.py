@@ -64,30 +64,7 @@ def test_vision_tuned_markdown_and_plot(tmp_path, monkeypatch):
     assert (tmp_path / "p.png").stat().st_size > 0
 
 
-def test_nlp_align_markdown(monkeypatch):
-    module = _script(monkeypatch, "opdf_nlp_align")
-    lam = "method.kwargs.lambda_align"
-    runs = _sweep(lam, [0.0, 1.0, 10.0], 10.0, 0.0)
-    rows = {
-        "plain": tune_row(_sweep("train.lr", [1e-4], 1e-4, 0.0), "train.lr"),
-        "opdf": tune_row(runs, lam),
-        "off": tune_row([r for r in runs if r["overrides"][lam] == 0], lam),
-        "on": tune_row([r for r in runs if r["overrides"][lam] > 0], lam),
-    }
-    deltas = {
-        "on_minus_off": tuned_delta(rows["on"], rows["off"], target=0.0),
-        "opdf_minus_plain": tuned_delta(rows["opdf"], rows["plain"], target=1.0),
-    }
-    text = module.markdown(
-        {"seeds": [0, 1, 2], "lambdas": [0, 1, 10], "not_run": [], "rows": rows, "deltas": deltas}
-    )
-    assert "| +OPDF on (lambda > 0) | - | 79.10 | 80.10 | 10 (grid edge) |" in text
-    assert "- on minus off: +2.00 points [+2.00, +2.00] (target +0.0) -> **met**" in text
-    assert "- opdf minus plain: +0.00 points" in text and "**missed**" in text
-    assert "Not finished (2 runs): a, b" in module.markdown({"seeds": [0], "not_run": ["a", "b"]})
-
-
-@pytest.mark.parametrize("script", ["opdf_vision_tuned", "opdf_nlp_align"])
+@pytest.mark.parametrize("script", ["opdf_vision_tuned"])
 def test_committed_results_rerender(tmp_path, monkeypatch, script):
     committed = RESULTS / f"{script}.json"
     if not committed.is_file():

@@ -19,6 +19,7 @@ from kdforge.experiments import (
     east_text_pairs,
     east_text_table,
     engine_overhead,
+    opdf_vision_tuned,
     precision_check,
     quickstart_seeds,
 )
@@ -37,7 +38,6 @@ OVER_LIMIT = {
     "opdf_vision",
     "opdf_nlp",
     "teacher_cache",
-    "opdf_vision_tuned",
     "opdf_nlp_align",
     "east_audio_words",
     "recipes_check",  # mostly its declaration of every recipe (the protocol is in the library)
@@ -49,6 +49,7 @@ RENDERED = {
     "engine_overhead": (engine_overhead.overhead_markdown, "engine_overhead", []),
     "quickstart": (quickstart_seeds.seeds_markdown, "quickstart_seeds", []),
     "precision_check_cpu": (precision_check.precision_markdown, None, []),
+    "opdf_vision_tuned": (opdf_vision_tuned.tuned_vision_markdown, "opdf_vision_tuned", []),
     "east_table_lam0.3": (east_text_table.table_markdown, "east_table", []),
     **{
         f"east_text_{name}": (east_text_pairs.pair_markdown, "east_text", ["--pair", name.split("_")[0]])

@@ -61,6 +61,7 @@ def test_vision_tuned_markdown_and_plot(tmp_path):
     assert "| kd +OPDF (MPO) | 80.10 | 81.10 | 82.10 | 81.10 | 80.10 | 0.004 |" in text
     assert "- kd +OPDF (MPO): +2.00 points [+2.00, +2.00] (target +1.0) -> **met**" in text
     assert "Not run (CPU budget): fitnet opdf (x)" in text and "carried over" not in text and align == []
+    assert "Chosen at the grid's edge (a value beyond it may do better): kd plain." in text
     assert tuned.plot_tuned_vision(res, tmp_path / "p.png").stat().st_size > 0
 
 

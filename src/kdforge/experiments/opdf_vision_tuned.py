@@ -199,6 +199,9 @@ def tuned_vision_markdown(res: dict[str, Any]) -> str:
         lines.append(f"- teacher `{name}`: test {100 * t['test_acc']:.2f} %, val {100 * t['val_acc']:.2f} %")
     lines += [""] if res.get("teachers") else []
     lines += [tuned_table(rows, res["lrs"]), ""]
+    edge = [label for label, r in rows if r["at_edge"]]
+    if edge:
+        lines += [f"Chosen at the grid's edge (a value beyond it may do better): {', '.join(edge)}.", ""]
     origins: dict[tuple, list[str]] = {}
     for r in res["rows"]:
         if "carried_over" in r:

@@ -50,6 +50,7 @@ RENDERED = {
     "quickstart": (quickstart_seeds.seeds_markdown, "quickstart_seeds", []),
     "precision_check_cpu": (precision_check.precision_markdown, None, []),
     "opdf_vision_tuned": (opdf_vision_tuned.tuned_vision_markdown, "opdf_vision_tuned", []),
+    "opdf_vision_tuned_theseus_lowlr": (opdf_vision_tuned.tuned_vision_markdown, "opdf_vision_tuned", []),
     "east_table_lam0.3": (east_text_table.table_markdown, "east_table", []),
     **{
         f"east_text_{name}": (east_text_pairs.pair_markdown, "east_text", ["--pair", name.split("_")[0]])

@@ -10,6 +10,7 @@ from kdforge.experiments import make_trials, run_sweep
 from kdforge.experiments.tuning import (
     delta_line,
     plot_tuning,
+    restrict_row,
     split_finished,
     tune_row,
     tuned_delta,
@@ -93,3 +94,37 @@ def test_tuned_table_and_plot(tmp_path):
     assert "| a | 81.00 | 84.00 | 0.01 (grid edge) | 84.00 ± 1.00 | 84.00 ± 1.00 |" in table
     assert "| b | - | 84.00 | 0.01 |" in table
     assert plot_tuning({"kd": [("a", full), ("b", part)]}, tmp_path / "t.png", "lr").stat().st_size > 0
+
+
+def test_restrict_row_reselects_on_the_sub_grid_as_if_only_it_had_run():
+    val = {
+        0.001: [0.80, 0.82, 0.81],
+        0.002: [0.84, 0.83, 0.85],
+        0.004: [0.86, 0.85, 0.84],
+        0.008: [0.10, 0.10, 0.10],
+    }
+    test = {lr: [v + 0.01 for v in vals] for lr, vals in val.items()}
+    full = tune_row(_runs(val, test), "train.lr")
+    assert full["chosen"] == 0.004 and not full["at_edge"]
+    sub = restrict_row(full, [0.004, 0.002])
+    direct = tune_row(_runs({lr: val[lr] for lr in (0.002, 0.004)}, test), "train.lr")
+    assert sub == direct  # the same row as running the sub-grid alone, choice now at its edge
+    assert restrict_row(sub, [0.002, 0.004]) == sub
+
+
+def test_restrict_row_refuses_values_not_run_and_a_changed_choice():
+    val = {0.001: [0.80, 0.82], 0.002: [0.84, 0.86], 0.004: [0.83, 0.84]}
+    row = tune_row(_runs(val, val), "train.lr")
+    with pytest.raises(KdforgeError, match=r"not at \[0.016\]"):
+        restrict_row(row, [0.002, 0.016])
+    with pytest.raises(KdforgeError, match="chooses train.lr=0.004, not the row's 0.002"):
+        restrict_row(row, [0.001, 0.004])  # its per-seed scores at 0.004 are not in the row
+
+
+def test_restrict_row_breaks_a_tie_in_the_mean_like_select_best():
+    val = {0.001: [0.5, 0.75], 0.002: [0.5625, 0.6875], 0.004: [0.625, 0.625]}  # equal means (exact)
+    row = tune_row(_runs(val, val), "train.lr")
+    assert row["chosen"] == 0.004  # the steadiest
+    assert restrict_row(row, [0.001, 0.004])["chosen"] == 0.004
+    sub = tune_row(_runs({lr: val[lr] for lr in (0.001, 0.002)}, val), "train.lr")
+    assert sub["chosen"] == 0.002 and restrict_row(sub, [0.001, 0.002]) == sub

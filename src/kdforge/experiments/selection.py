@@ -106,8 +106,7 @@ def select_best(
                     "_values": values,
                 }
             )
-        sign = -1.0 if higher_is_better else 1.0
-        candidates.sort(key=lambda c: (sign * c["mean"], c["std"], c["_key"]))
+        candidates = rank_candidates(candidates, higher_is_better)
         best = candidates[0]
         out[group] = {
             "overrides": best["overrides"],
@@ -119,3 +118,19 @@ def select_best(
             "candidates": [{k: c[k] for k in ("overrides", "mean", "std", "n")} for c in candidates],
         }
     return out
+
+
+def rank_candidates(
+    candidates: Sequence[dict[str, Any]], higher_is_better: bool = True
+) -> list[dict[str, Any]]:
+    """Grid points best first, by the rule of :func:`select_best`: mean, then the lower std, then
+    the grid point's canonical JSON.
+
+    Args:
+        candidates: Dicts with ``overrides`` (the grid point), ``mean`` and ``std`` of a
+            validation metric over seeds, e.g. a tuned row's per-value means re-ranked on a
+            sub-grid without its runs.
+        higher_is_better: Direction of the metric.
+    """
+    sign = -1.0 if higher_is_better else 1.0
+    return sorted(candidates, key=lambda c: (sign * c["mean"], c["std"], _canonical(c["overrides"])))

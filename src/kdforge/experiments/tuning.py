@@ -22,7 +22,7 @@ from typing import Any
 
 from kdforge.errors import KdforgeError
 from kdforge.experiments.intervals import paired_bootstrap, verdict
-from kdforge.experiments.selection import select_best
+from kdforge.experiments.selection import rank_candidates, select_best
 from kdforge.experiments.sweep import Trial, _finished
 from kdforge.report.tables import markdown_table, mean_std
 
@@ -72,6 +72,54 @@ def tune_row(summaries: Sequence[dict[str, Any]], param: str, metric: str = "val
         "train_params": runs[0].get("train_params"),
         "inference_params": runs[0].get("student_params"),
     }
+
+
+def restrict_row(row: dict[str, Any], grid: Sequence[Any]) -> dict[str, Any]:
+    """A :func:`tune_row` result as if only the values of ``grid`` had been run.
+
+    The selection is re-run on the row's per-value validation means and stds (the rule of
+    :func:`kdforge.experiments.selection.select_best`: best mean, then lower std). A row keeps
+    the per-seed scores of its chosen value only, so the restriction is possible only when the
+    choice does not change: e.g. a row measured over a wider grid carried into a table whose
+    grid is a subset of it.
+
+    Args:
+        row: A :func:`tune_row` result (``param``, ``grid``, ``val_mean``, ``val_std``, ``chosen``).
+        grid: The values to keep; each must be one of the row's.
+
+    Returns:
+        The row with ``grid``, ``val_mean``, ``val_std`` and ``at_edge`` for the kept values
+        (ascending); every other key unchanged.
+
+    Raises:
+        KdforgeError: when a value of ``grid`` was not run in the row, or the restricted grid
+            would choose another value than the row did (its per-seed scores are not kept).
+    """
+    means = {v: (m, s) for v, m, s in zip(row["grid"], row["val_mean"], row["val_std"], strict=True)}
+    absent = [v for v in grid if v not in means]
+    if absent:
+        raise KdforgeError(
+            f"row was run at {row['grid']}, not at {absent}", "restrict it to values it was run at"
+        )
+    kept = sorted(set(grid))
+    param = row["param"]
+    ranked = rank_candidates(
+        [{"overrides": {param: v}, "mean": means[v][0], "std": means[v][1]} for v in kept]
+    )
+    chosen = ranked[0]["overrides"][param]
+    if chosen != row["chosen"]:
+        raise KdforgeError(
+            f"on {kept} the selection chooses {param}={chosen}, not the row's {row['chosen']}; "
+            "the row keeps per-seed scores only at its own choice",
+            "re-run the row on the new grid instead of restricting it",
+        )
+    return dict(
+        row,
+        grid=kept,
+        val_mean=[means[v][0] for v in kept],
+        val_std=[means[v][1] for v in kept],
+        at_edge=len(kept) > 1 and chosen in (kept[0], kept[-1]),
+    )
 
 
 def tuned_delta(

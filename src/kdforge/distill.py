@@ -25,127 +25,52 @@ import json
 import math
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from kdforge.distill_config import (
+    KD_GRID_METHODS,
+    DistillConfig,
+    TuningGrid,
+    check_config,
+    kd_axes,
+    parse_method_options,
+)
 from kdforge.errors import KdforgeError
 
-#: methods whose temperature and weight are tuned besides the learning rate
-KD_GRID_METHODS = ("kd",)
+__all__ = [
+    "KD_GRID_METHODS",
+    "DistillConfig",
+    "TuningGrid",
+    "check_config",
+    "distill",
+    "fit_teacher_head",
+    "head_fitting_reason",
+    "make_arm_trials",
+    "parse_method_options",
+    "resolve_teacher",
+    "score_teacher",
+]
 
 
-@dataclass
-class TuningGrid:
-    """The small grid tuned on validation, the same for the student alone and each method."""
+def saved_recipe(cfg: DistillConfig) -> dict[str, Any]:
+    """``distill.yaml``: every setting of ``cfg``, plus ``method_options_resolved``: each method's
+    options as its runs use them (defaults included; KD's temperature and alpha, unless fixed in
+    ``method_options``, are tuned over ``grid`` instead)."""
+    from kdforge.config import check_kwargs
+    from kdforge.registry import METHODS
 
-    lr: list[float] = field(default_factory=lambda: [0.003, 0.01])
-    temperature: list[float] = field(default_factory=lambda: [2.0, 4.0])  # KD only
-    alpha: list[float] = field(default_factory=lambda: [0.9])  # KD only: weight of the soft targets
-    steps: list[int] = field(default_factory=list)  # schedule lengths tried (empty: DistillConfig.steps)
-
-
-@dataclass
-class DistillConfig:
-    """Everything ``kdforge distill`` does; saved as ``distill.yaml`` with every default.
-
-    Attributes:
-        teacher: an exported kdforge model (``.../student.safetensors`` with its ``.json`` spec
-            beside it), or a registered model name / model reference (then ``teacher_checkpoint``).
-        teacher_kwargs: builder options when ``teacher`` is a model name.
-        teacher_checkpoint: weights file when ``teacher`` is a model name.
-        teacher_outputs: width of the teacher's output when it is not the data's class count
-            (read from the spec of an exported model).
-        head: how a head for the data's classes is fitted when needed: ``probe`` (linear probe on
-            the frozen teacher) or ``finetune`` (train the whole teacher with the new head).
-        head_steps: optimizer steps of the head fitting; head_lr: its learning rate.
-        data: registered data set name (``kdforge list datasets``); data_dir / data_kwargs: its
-            options; val_size: validation examples carved from the training split.
-        labelled: keep only this many training labels; the rest is an unlabelled pool that only
-            distilled students see, labelled by the teacher (``None``: every label is used).
-        unlabelled: size of that pool (``None``: every other training example).
-        student: registered student model name; student_kwargs: its options.
-        methods: distillation methods, each trained and tuned like the student alone.
-        seeds: every grid point runs once per seed; selection uses the mean over seeds.
-        steps: optimizer steps of every student run (the same budget for every arm); with
-            ``grid.steps`` set, every arm tries those schedule lengths instead.
-        batch_size: training batch size; evaluations: validation passes per run (best kept).
-        optimizer: sgd | adam | adamw; weight_decay: its weight decay.
-        grid: the tuned values (see :class:`TuningGrid`).
-        output_dir: where runs, the recipe and the report are written.
-        timing_batch: batch size of the report's throughput measurement.
-    """
-
-    teacher: str = ""
-    teacher_kwargs: dict[str, Any] = field(default_factory=dict)
-    teacher_checkpoint: str | None = None
-    teacher_outputs: int | None = None
-    head: str = "probe"
-    head_steps: int = 500
-    head_lr: float = 0.003
-    data: str = "fashion_mnist"
-    data_dir: str | None = None
-    data_kwargs: dict[str, Any] = field(default_factory=dict)
-    val_size: int | None = None
-    labelled: int | None = None
-    unlabelled: int | None = None
-    student: str = "mlp"
-    student_kwargs: dict[str, Any] = field(default_factory=lambda: {"hidden": [64]})
-    methods: list[str] = field(default_factory=lambda: ["kd"])
-    seeds: list[int] = field(default_factory=lambda: [0])
-    steps: int = 1000
-    batch_size: int = 64
-    evaluations: int = 10
-    optimizer: str = "adamw"
-    weight_decay: float = 0.0
-    grid: TuningGrid = field(default_factory=TuningGrid)
-    output_dir: str = "runs/distill"
-    timing_batch: int = 256
+    resolved = {
+        m: dataclasses.asdict(check_kwargs("method", m, cfg.method_options.get(m, {}), METHODS.get(m).Config))
+        for m in cfg.methods
+    }
+    return {**dataclasses.asdict(cfg), "method_options_resolved": resolved}
 
 
 def _say(message: str) -> None:
     print(f"[distill] {message}", file=sys.stderr, flush=True)
-
-
-def check_config(cfg: DistillConfig) -> None:
-    """Refuse settings that cannot work before anything trains (one message with its fix)."""
-    from kdforge.registry import DATASETS, METHODS
-
-    if not cfg.teacher:
-        raise KdforgeError("no teacher given", "pass --teacher PATH/student.safetensors (or a model name)")
-    if cfg.head not in ("probe", "finetune"):
-        raise KdforgeError(
-            f"head '{cfg.head}' is not probe or finetune", "use --head probe or --head finetune"
-        )
-    DATASETS.get(cfg.data)  # unknown names list the nearest ones
-    for name in cfg.methods:
-        METHODS.get(name)
-        if name == "supervised":
-            raise KdforgeError(
-                "'supervised' is the student-alone baseline", "it always runs; name KD methods"
-            )
-    for key, values in (
-        ("lr", cfg.grid.lr),
-        ("temperature", cfg.grid.temperature),
-        ("alpha", cfg.grid.alpha),
-    ):
-        if not values or any(not isinstance(v, (int, float)) or v <= 0 for v in values):
-            raise KdforgeError(
-                f"grid {key} must be a non-empty list of positive numbers, got {values}", "fix it"
-            )
-    if any(not isinstance(n, int) or n < 1 for n in cfg.grid.steps):
-        raise KdforgeError(f"grid steps must be positive integers, got {cfg.grid.steps}", "fix --grid-steps")
-    if any(a > 1 for a in cfg.grid.alpha):
-        raise KdforgeError(f"KD weights alpha must lie in (0, 1], got {cfg.grid.alpha}", "fix --alpha")
-    for key in ("steps", "batch_size", "evaluations", "head_steps"):
-        if getattr(cfg, key) < 1:
-            raise KdforgeError(
-                f"{key} must be at least 1, got {getattr(cfg, key)}", f"fix --{key.replace('_', '-')}"
-            )
-    if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
-        raise KdforgeError(f"seeds must be distinct and not empty, got {cfg.seeds}", "e.g. --seed 0 --seed 1")
 
 
 def resolve_teacher(cfg: DistillConfig) -> tuple[dict[str, Any], int | None]:
@@ -211,37 +136,82 @@ def _base_recipe(cfg: DistillConfig, name: str, keep_unlabelled: bool) -> dict[s
     }
 
 
+def head_fitting_reason(teacher: dict[str, Any], outputs: int | None, num_classes: int) -> str | None:
+    """Why the teacher needs a head fitted for the data's ``num_classes`` (``None``: it has one).
+
+    A teacher needs one when its output width (``outputs``, when known) is not the class count,
+    or when it is an ``hf:DIR`` reference without its own weights file whose built model would
+    carry a new, untrained head (an encoder, ``head: new``) or a head for other classes.
+    """
+    from kdforge.models.hf_dir import hf_head_classes
+
+    name = teacher["name"]
+    if name.startswith("hf:") and not teacher.get("checkpoint"):
+        classes = hf_head_classes(name[3:], teacher["kwargs"].get("head", "auto"))
+        if classes is None:
+            return f"'{name}' has no trained classification head (an encoder, or head: new)"
+        if classes != num_classes:
+            return f"the classification head of '{name}' has {classes} classes, the data {num_classes}"
+        return None
+    if outputs is not None and outputs != num_classes:
+        return f"the teacher outputs {outputs} values, the data has {num_classes} classes"
+    return None
+
+
+def _head_student(cfg: DistillConfig, teacher: dict[str, Any], outputs: int | None) -> dict[str, Any]:
+    """The model the head fitting trains: an ``hf:`` encoder with a new head (its encoder frozen
+    for a probe), or any other teacher as the body of :func:`kdforge.models.headed.with_head`."""
+    probe = cfg.head == "probe"
+    if teacher["name"].startswith("hf:") and not teacher.get("checkpoint"):
+        kwargs = {**teacher["kwargs"], "head": "new", "freeze_encoder": probe}
+        return {"name": teacher["name"], "kwargs": kwargs}
+    if outputs is None:
+        raise KdforgeError(
+            f"the width of the output of teacher '{teacher['name']}' is unknown, so no head can go on it",
+            "pass --teacher-outputs N (its output width)",
+        )
+    body = {"name": teacher["name"], "kwargs": teacher["kwargs"], "outputs": outputs}
+    body["checkpoint"] = teacher["checkpoint"]
+    return {"name": "with_head", "kwargs": {"body": body, "freeze_body": probe}}
+
+
 def fit_teacher_head(
-    cfg: DistillConfig, teacher: dict[str, Any], outputs: int, progress: bool
+    cfg: DistillConfig,
+    teacher: dict[str, Any],
+    outputs: int | None,
+    progress: bool,
+    reason: str = "the teacher has no head for the data's classes",
+    say: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Train a head for the data's classes on the teacher (training split only); return its model dict."""
+    """Train a head for the data's classes on the teacher (training split only); return its model dict.
+
+    The run (``teacher_head-<recipe fingerprint>-seed<S>`` in ``output_dir``) is named by what it
+    trains, so a changed ``head``, ``head_steps`` or ``head_lr`` trains anew; a finished one is
+    reused.
+    """
     from kdforge.config import from_dict
     from kdforge.engine.run import load_splits, run_experiment
 
-    body = {
-        "name": teacher["name"],
-        "kwargs": teacher["kwargs"],
-        "outputs": outputs,
-        "checkpoint": teacher["checkpoint"],
-    }
-    student = {"name": "with_head", "kwargs": {"body": body, "freeze_body": cfg.head == "probe"}}
+    say = say or _say
+    student = _head_student(cfg, teacher, outputs)
     recipe = {
         **_base_recipe(cfg, "teacher_head", keep_unlabelled=False),
         "student": student,
         "method": {"name": "supervised"},
     }
     recipe["output_dir"] = cfg.output_dir
+    train_size = len(load_splits(from_dict(recipe)).train)
+    recipe["train"] = _train_section(cfg, cfg.head_steps, cfg.head_lr, train_size)
+    recipe["name"] = f"teacher_head-{from_dict(recipe).recipe_fingerprint()}-seed{cfg.seeds[0]}"
     run = from_dict(recipe)
-    train_size = len(load_splits(run).train)
-    run = from_dict({**recipe, "train": _train_section(cfg, cfg.head_steps, cfg.head_lr, train_size)})
     weights = run.run_dir / "student.safetensors"
     if (run.run_dir / "summary.json").is_file():
-        _say(f"teacher head: reusing {weights}")
+        say(f"teacher head: reusing {weights}")
     else:
-        _say(f"teacher outputs {outputs} values, the data has other classes: fitting a head ({cfg.head})")
+        say(f"{reason}: fitting a head ({cfg.head}, {cfg.head_steps} steps, lr {cfg.head_lr})")
         resume = (run.run_dir / "checkpoints" / "last.json").is_file()
         run_experiment(run, resume=resume, progress=progress)
-    return {"name": "with_head", "kwargs": student["kwargs"], "checkpoint": str(weights)}
+    return {"name": student["name"], "kwargs": student["kwargs"], "checkpoint": str(weights)}
 
 
 def score_teacher(cfg: DistillConfig, teacher: dict[str, Any]) -> dict[str, float]:
@@ -288,6 +258,10 @@ def equal_budget_lrs(lrs: list[float], count: int) -> list[float]:
     return [float(f"{low * ratio**i:.4g}") for i in range(count)]
 
 
+def _points(axes: dict[str, list]) -> int:
+    return math.prod(len(v) for v in axes.values())
+
+
 def make_arm_trials(cfg: DistillConfig, teacher: dict[str, Any]) -> dict[str, list]:
     """The trials of every arm: ``student_alone`` and one per method, each over the grid and seeds."""
     from kdforge.config import from_dict
@@ -302,23 +276,20 @@ def make_arm_trials(cfg: DistillConfig, teacher: dict[str, Any]) -> dict[str, li
         if alone:
             recipe["method"] = {"name": "supervised"}
         else:
-            recipe["method"], recipe["teacher"] = {"name": arm, "kwargs": {}}, teacher
+            options = dict(cfg.method_options.get(arm, {}))
+            recipe["method"], recipe["teacher"] = {"name": arm, "kwargs": options}, teacher
         train_size = len(load_splits(from_dict(recipe)).train)
         steps = cfg.grid.steps or [cfg.steps]
         recipe["train"] = _train_section(cfg, max(steps), cfg.grid.lr[0], train_size)
         if arm in KD_GRID_METHODS:  # the frozen teacher's logits once, from disk, for every grid point
             recipe["train"]["teacher_cache"] = True
-        methods_points = max(
-            [len(cfg.grid.temperature) * len(cfg.grid.alpha) for m in cfg.methods if m in KD_GRID_METHODS],
-            default=1,
-        )
-        own_points = 1 if arm in KD_GRID_METHODS else methods_points  # the same budget for every arm
+        axes = kd_axes(cfg, arm)  # KD's temperature and weight, unless fixed by a method option
+        methods_points = max([_points(kd_axes(cfg, m)) for m in cfg.methods], default=1)
+        own_points = max(1, methods_points // _points(axes))  # the same budget for every arm
         grid: dict[str, list] = {"train.lr": equal_budget_lrs(cfg.grid.lr, len(cfg.grid.lr) * own_points)}
         if cfg.grid.steps:
             grid["train.max_steps"] = list(cfg.grid.steps)
-        if arm in KD_GRID_METHODS:
-            grid["method.kwargs.temperature"] = list(cfg.grid.temperature)
-            grid["method.kwargs.alpha"] = list(cfg.grid.alpha)
+        grid.update({f"method.kwargs.{key}": values for key, values in axes.items()})
         arms[arm] = make_trials(from_dict(recipe), grid, cfg.seeds, name=arm)
     return arms
 
@@ -348,12 +319,13 @@ def distill(cfg: DistillConfig, progress: bool = True, say: Callable[[str], None
     check_config(cfg)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "distill.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    (out / "distill.yaml").write_text(yaml.safe_dump(saved_recipe(cfg), sort_keys=False))
     teacher, outputs = resolve_teacher(cfg)
     probe_run = from_dict({**_base_recipe(cfg, "probe", False), "student": teacher})
     splits = load_splits(probe_run)
-    if outputs is not None and outputs != splits.num_classes:
-        teacher = fit_teacher_head(cfg, teacher, outputs, progress)
+    reason = head_fitting_reason(teacher, outputs, splits.num_classes)
+    if reason:  # never distil from an untrained head
+        teacher = fit_teacher_head(cfg, teacher, outputs, progress, reason, say)
     scores = score_teacher(cfg, teacher)
     say(f"teacher: val {100 * scores['val_acc']:.2f}%, test {100 * scores['test_acc']:.2f}%")
     arms = make_arm_trials(cfg, teacher)
@@ -433,6 +405,8 @@ def distill(cfg: DistillConfig, progress: bool = True, say: Callable[[str], None
             TimingConfig(large_batch=cfg.timing_batch),
             title=f"kdforge distill: {cfg.student} from {_short(cfg.teacher)} on {splits.name}",
         )
+    report["teacher_head"] = {"fitted": reason is not None, "reason": reason, "head": cfg.head}
+    report["teacher_head"].update(steps=cfg.head_steps, lr=cfg.head_lr, model=teacher)
     report["provenance"] = provenance(dataclasses.asdict(cfg), list(cfg.seeds))
     paths = write_compression_report(report, out)
     return {"selection": selection, "report": report, "paths": paths, "teacher_scores": scores}

@@ -21,9 +21,9 @@ import argparse
 import json
 from pathlib import Path
 
-from kdforge.experiments.recipes_check import check_plan, checkable_recipes, tune_pair
+from kdforge.experiments.recipes_check import check_plan, checkable_recipes, recipe_note, tune_pair
 from kdforge.experiments.recipes_plan import TUNING, plan_recipes
-from kdforge.experiments.recipes_table import merge_rows, recipes_markdown
+from kdforge.experiments.recipes_table import latest_rows, merge_rows, recipes_markdown
 from kdforge.report.results import rerender_results, save_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,8 +33,9 @@ CONFIGS, RESULTS = ROOT / "configs", ROOT / "benchmarks" / "results" / "recipes_
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of every student")
-    ap.add_argument("--recipes", nargs="+", default=None, help="recipes (under configs/) to run, in order")
+    ap.add_argument("--recipes", nargs="*", default=None, help="recipes (under configs/) to run, in order")
     ap.add_argument("--out", default=str(RESULTS), help="results JSON (its rows are carried over)")
+    ap.add_argument("--carry", nargs="*", default=[], help="more results JSONs whose newer rows are carried")
     ap.add_argument("--audio-data", default="data/speech-words", help="generated speech (east_audio)")
     ap.add_argument("--no-tuning", action="store_true", help="skip the declared tuning (TUNING)")
     ap.add_argument("--render", action="store_true", help="re-render the markdown from the JSON only")
@@ -44,20 +45,21 @@ def main() -> None:
         return
     every = checkable_recipes(CONFIGS)
     plans = {p.rel: p for p in plan_recipes(CONFIGS, every, {"audio": args.audio_data})}
-    chosen = args.recipes or [r for r in every if plans[r].reason is None]
+    chosen = args.recipes if args.recipes is not None else [r for r in every if plans[r].reason is None]
     unknown = sorted(set(chosen) - set(plans))
     if unknown:
         raise SystemExit(f"not a checkable recipe under configs/: {unknown}")
     out = Path(args.out)
-    previous = json.loads(out.read_text()) if out.is_file() else None
-    tuning = dict((previous or {}).get("tuning", {}))
-    new: dict[str, dict] = {}
-    for rel in chosen:
+    files = [json.loads(Path(f).read_text()) for f in [out] * out.is_file() + list(args.carry)]
+    previous, tuning = latest_rows(files), dict(files[0].get("tuning", {}) if files else {})
+    notes, new = {r: recipe_note(CONFIGS / r) for r in every}, {}
+    for rel in [None, *chosen]:  # None: write the merged file once before running anything
         if rel in TUNING and not args.no_tuning:
             teacher = CONFIGS / plans[rel].teacher if plans[rel].teacher else None
             tuning[rel] = tune_pair(CONFIGS / rel, *TUNING[rel], seeds=[0], teacher=teacher)
-        new[rel] = check_plan(plans[rel], CONFIGS, args.seeds)
-        rows = merge_rows(every, new, previous, {r: p.reason for r, p in plans.items()})
+        if rel is not None:
+            new[rel] = check_plan(plans[rel], CONFIGS, args.seeds)
+        rows = merge_rows(every, new, previous, {r: p.reason for r, p in plans.items()}, notes)
         res = {"seeds": args.seeds, "rows": rows, "tuning": tuning}
         config = {"recipes": chosen, "audio_data": args.audio_data}
         print(save_results(out, res, recipes_markdown, config, args.seeds).splitlines()[4], flush=True)

@@ -19,7 +19,7 @@ from kdforge.experiments.recipes_check import (
     tune_pair,
 )
 from kdforge.experiments.recipes_plan import ALONE, DISTILLED, TEACHER, plan_recipes
-from kdforge.experiments.recipes_table import NOT_RUN, merge_rows, recipes_markdown
+from kdforge.experiments.recipes_table import NOT_RUN, latest_rows, merge_rows, recipes_markdown
 
 from conftest import digits_recipe
 
@@ -63,6 +63,17 @@ def test_merge_rows_carries_earlier_rows_with_where_they_were_measured():
     assert rows[1] == {"recipe": "b.yaml", "kind": "not checked", "reason": NOT_RUN}  # a reason is redone
     assert rows[2] is fresh and rows[3]["reason"] == "cost"
     assert merge_rows(["a.yaml"], {}, None, {})[0]["reason"] == NOT_RUN
+    # joined sessions: each recipe's most recently measured row wins
+    older = {"rows": [row], "provenance": {"git_commit": "old", "date": "2026-12-01"}}
+    newer = {"rows": [{**row, "seeds": [1]}], "provenance": {"git_commit": "new", "date": "2026-12-02"}}
+    for files in ([older, newer], [newer, older]):
+        (joined,) = latest_rows(files)["rows"]
+        assert joined["seeds"] == [1] and joined["measured"]["commit"] == "new"
+    # a carried row below its student alone takes the note its recipe was given since
+    worse = {"recipe": "w.yaml", "kind": "distilled", "verdict": "missed", "note": None, "ok": False}
+    later = merge_rows(["w.yaml"], {}, {"rows": [worse], "provenance": {}}, {}, {"w.yaml": "too small"})
+    assert later[0]["note"] == "too small" and later[0]["ok"]
+    assert not merge_rows(["w.yaml"], {}, {"rows": [worse], "provenance": {}}, {}, {})[0]["ok"]
 
 
 def test_checkable_recipes_leave_out_bases_and_translation(tmp_path):

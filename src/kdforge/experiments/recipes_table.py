@@ -34,22 +34,45 @@ def previous_rows(previous: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
     }
 
 
+def latest_rows(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several results files of the check as one earlier file: for each recipe its most recently
+    measured row (by ``measured`` date), e.g. to join sessions that ran different recipes."""
+    best: dict[str, dict[str, Any]] = {}
+    for res in results:
+        for rel, row in previous_rows(res).items():
+            if rel not in best or (row["measured"].get("date") or "") > (
+                best[rel]["measured"].get("date") or ""
+            ):
+                best[rel] = row
+    return {"rows": list(best.values()), "provenance": {}}
+
+
 def merge_rows(
     recipes: list[str],
     new: dict[str, dict[str, Any]],
     previous: dict[str, Any] | None,
     reasons: dict[str, str | None],
+    notes: dict[str, str | None] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per recipe, in ``recipes`` order: measured now (``new``), else carried from
     ``previous`` (an earlier results file), else not checked with ``reasons[recipe]`` (or
-    :data:`NOT_RUN`)."""
+    :data:`NOT_RUN`).
+
+    A carried distilling row takes the recipe's current note (``notes``: the recipe's
+    ``# Distilled vs alone:`` comment, which may have been written after the row was measured),
+    and its ``ok`` follows: the verdict is not ``missed``, or the recipe says why.
+    """
     old = previous_rows(previous)
     rows = []
     for rel in recipes:
         if rel in new:
             rows.append(new[rel])
         elif rel in old:
-            rows.append(old[rel])
+            row = old[rel]
+            if row["kind"] == "distilled" and notes is not None:
+                note = notes.get(rel)
+                row = {**row, "note": note, "ok": row["verdict"] != "missed" or note is not None}
+            rows.append(row)
         else:
             rows.append({"recipe": rel, "kind": "not checked", "reason": reasons.get(rel) or NOT_RUN})
     return rows

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kdforge.config import from_dict
+from kdforge.config import from_dict, load_recipe
 from kdforge.errors import KdforgeError
 from kdforge.experiments.recipes_check import (
     alone_config,
@@ -102,6 +102,19 @@ def test_alone_config_drops_teacher_and_method_kwargs(tmp_path, digits_teacher):
         cfg.train,
         cfg.seed,
     )
+
+
+def test_alone_config_of_an_east_recipe_drops_the_teacher_embeddings():
+    cfg = load_recipe(ROOT / "configs" / "east_audio" / "words_ec.yaml", ["data.data_dir=/words"])
+    alone = alone_config(cfg)
+    assert alone.data.name == "audio_folder" and alone.data.kwargs == {
+        "manifest": "manifest.csv",
+        "per_class": 5,
+    }
+    assert (alone.data.data_dir, alone.data.subset, alone.data.batch_size) == ("/words", None, 32)
+    baseline = load_recipe(ROOT / "configs" / "east" / "digits_baseline.yaml")
+    digits = alone_config(load_recipe(ROOT / "configs" / "east" / "digits_ae_ec.yaml"))
+    assert digits.data == baseline.data and digits.student == baseline.student  # its baseline recipe
 
 
 def _runs(vals, tests=None):

@@ -6,7 +6,9 @@ importing torch; the pipeline is :mod:`kdforge.distill`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -170,3 +172,36 @@ def kd_axes(cfg: DistillConfig, method: str) -> dict[str, list[float]]:
     fixed = cfg.method_options.get(method, {})
     grid = {"temperature": cfg.grid.temperature, "alpha": cfg.grid.alpha}
     return {key: list(values) for key, values in grid.items() if key not in fixed}
+
+
+def data_section(cfg: DistillConfig, keep_unlabelled: bool) -> dict[str, Any]:
+    data: dict[str, Any] = {"name": cfg.data, "data_dir": cfg.data_dir, "batch_size": cfg.batch_size}
+    data["kwargs"] = dict(cfg.data_kwargs)
+    if cfg.val_size is not None:
+        data["val_size"] = cfg.val_size
+    if cfg.labelled is not None:
+        pool = {"labelled": cfg.labelled, "unlabelled": cfg.unlabelled, "keep_unlabelled": keep_unlabelled}
+        data = {**data, "name": "few_labels", "kwargs": {"base": cfg.data, **data["kwargs"], **pool}}
+    return data
+
+
+def train_section(cfg: DistillConfig, steps: int, lr: float, train_size: int) -> dict[str, Any]:
+    per_epoch = max(1, train_size // cfg.batch_size)
+    return {
+        "epochs": math.ceil(steps / per_epoch),
+        "max_steps": steps,
+        "lr": lr,
+        "optimizer": cfg.optimizer,
+        "weight_decay": cfg.weight_decay,
+        "schedule": "cosine",
+        "eval_every_steps": max(1, steps // cfg.evaluations),
+    }
+
+
+def base_recipe(cfg: DistillConfig, name: str, keep_unlabelled: bool) -> dict[str, Any]:
+    return {
+        "name": name,
+        "output_dir": str(Path(cfg.output_dir) / "runs"),
+        "seed": cfg.seeds[0],
+        "data": data_section(cfg, keep_unlabelled),
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -112,6 +113,9 @@ def test_alone_config_of_an_east_recipe_drops_the_teacher_embeddings():
         "per_class": 5,
     }
     assert (alone.data.data_dir, alone.data.subset, alone.data.batch_size) == ("/words", None, 32)
+    kd = load_recipe(ROOT / "configs" / "opdf" / "nlp_kd_plain.yaml")  # KD with the teacher's logits cached
+    assert kd.train.teacher_cache and not alone_config(kd).train.teacher_cache
+    assert alone_config(kd).train == dataclasses.replace(kd.train, teacher_cache=False)
     baseline = load_recipe(ROOT / "configs" / "east" / "digits_baseline.yaml")
     digits = alone_config(load_recipe(ROOT / "configs" / "east" / "digits_ae_ec.yaml"))
     assert digits.data == baseline.data and digits.student == baseline.student  # its baseline recipe

@@ -71,13 +71,17 @@ def alone_config(cfg: RunConfig) -> RunConfig:
     """The same recipe trained alone: supervised, no method kwargs, no teacher.
 
     Data that carries cached teacher embeddings (``with_teacher_emb``, EAsT's teacher) becomes
-    its base data set with the same options and splits: a student alone never sees the teacher.
+    its base data set with the same options and splits, and ``train.teacher_cache`` is off: a
+    student alone never sees the teacher.
     """
     data = cfg.data
     if data.name == "with_teacher_emb":
         base = data.kwargs.get("base", "vader_movies")
         data = dataclasses.replace(data, name=base, kwargs=dict(data.kwargs.get("base_kwargs") or {}))
-    return dataclasses.replace(cfg, data=data, method=MethodConfig("supervised", {}), teacher=None)
+    train = dataclasses.replace(cfg.train, teacher_cache=False)
+    return dataclasses.replace(
+        cfg, data=data, train=train, method=MethodConfig("supervised", {}), teacher=None
+    )
 
 
 def _config_trials(cfg: RunConfig, grid: dict[str, list[Any]], seeds: Sequence[int], prefix: str) -> list:

@@ -72,7 +72,9 @@ def test_distill_tunes_every_arm_on_the_same_grid_selects_on_val_and_resumes(tmp
         assert (tmp_path / "distill" / name).is_file()
     # every setting, defaults included, is in the saved recipe
     saved = yaml.safe_load((tmp_path / "distill" / "distill.yaml").read_text())
+    resolved = saved.pop("method_options_resolved")
     assert saved == json.loads(json.dumps(dataclasses.asdict(cfg)))
+    assert resolved == {"kd": {"temperature": 4.0, "alpha": 0.9}}  # every option of the method, defaults too
     assert saved["grid"]["alpha"] == [0.9] and saved["batch_size"] == 64
     # running again skips every finished run and gives the same selection
     summaries = sorted((tmp_path / "distill" / "runs").glob("*/summary.json"))
@@ -89,7 +91,8 @@ def test_cli_distill_prints_the_report(tmp_path, digits_teacher):
     teacher, _ = digits_teacher
     out = tmp_path / "cli"
     args = ["--teacher", teacher["checkpoint"], "--data", "digits", "--steps", "20", "--lr", "0.03"]
-    args += ["--temperature", "2", "--student-option", "hidden=[8]", "--output-dir", out, "--no-progress"]
+    args += ["--method-option", "temperature=3", "--student-option", "hidden=[8]", "--output-dir", out]
+    args += ["--head-steps", "7", "--head-lr", "0.02", "--no-progress"]
     r = subprocess.run(
         [sys.executable, "-m", "kdforge.cli", "distill", *map(str, args)],
         capture_output=True,
@@ -100,7 +103,11 @@ def test_cli_distill_prints_the_report(tmp_path, digits_teacher):
     assert r.returncode == 0, r.stderr
     assert "| kd |" in r.stdout and "x smaller" in r.stdout and "[distill]" in r.stderr
     assert r.stderr.count("[distill] run ") == 2  # not a terminal: one line per finished run (1 lr, 1 T)
-    assert yaml.safe_load((out / "distill.yaml").read_text())["student_kwargs"] == {"hidden": [8]}
+    saved = yaml.safe_load((out / "distill.yaml").read_text())
+    assert saved["student_kwargs"] == {"hidden": [8]} and saved["method_options"] == {
+        "kd": {"temperature": 3}
+    }
+    assert (saved["head_steps"], saved["head_lr"]) == (7, 0.02)
     stamps = [p.stat().st_mtime_ns for p in sorted(out.glob("runs/*/summary.json"))]
     again = subprocess.run(  # an interrupted command's suggested resume line (same flags + --resume)
         [sys.executable, "-m", "kdforge.cli", "distill", *map(str, args), "--resume"],
@@ -126,6 +133,24 @@ def test_cli_distill_prints_the_report(tmp_path, digits_teacher):
         timeout=120,
     )
     assert bad.returncode == 2 and "KEY=VALUE" in bad.stderr and "Traceback" not in bad.stderr
+    wrong_key = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kdforge.cli",
+            "distill",
+            "--teacher",
+            teacher["checkpoint"],
+            "--data",
+            "digits",
+        ]
+        + ["--method-option", "temprature=3", "--output-dir", str(tmp_path / "bad")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert wrong_key.returncode == 2 and "Traceback" not in wrong_key.stderr
+    assert "valid keys" in wrong_key.stderr and "temperature, alpha" in wrong_key.stderr
 
 
 def _foreign_teacher(tmp_path, outputs=7):
@@ -156,7 +181,8 @@ def test_head_is_fitted_when_the_teacher_has_other_classes(tmp_path, head):
     assert state["head.weight"].shape == (10, 7)
     same_body = all(torch.equal(state[f"body.{k}"], v) for k, v in original.state_dict().items())
     assert same_body == (head == "probe")  # a probe leaves the teacher untouched; fine-tuning moves it
-    summary = json.loads((tmp_path / "distill" / "teacher_head" / "summary.json").read_text())
+    (run_dir,) = (tmp_path / "distill").glob("teacher_head-*-seed0")
+    summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["val_acc"] > 0.5  # 7 features trained for another task carry the 10 classes
 
 

@@ -30,7 +30,7 @@ LAYERS: list[set[str]] = [
     {"methods"},
     {"engine"},
     {"experiments", "report"},
-    {"cli", "quickstart", "distill"},
+    {"cli", "quickstart", "distill", "distill_config", "distill_teacher"},
 ]
 LAYER_OF = {unit: level for level, units in enumerate(LAYERS) for unit in units}
 ROOT = "kdforge"  # the package's __init__: re-exports only, exempt from layering

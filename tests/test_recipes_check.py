@@ -1,9 +1,8 @@
-"""The shipped-recipe check: every recipe declared, student alone vs distilled, verdicts, notes."""
+"""The shipped-recipe check: every recipe planned, student alone vs distilled, verdicts, notes."""
 
 from __future__ import annotations
 
-import importlib
-import sys
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -17,28 +16,65 @@ from kdforge.experiments.recipes_check import (
     check_row,
     checkable_recipes,
     recipe_note,
+    skipped_row,
     tune_pair,
 )
+from kdforge.experiments.recipes_plan import ALONE, DISTILLED, TEACHER, plan_recipes
+from kdforge.experiments.recipes_table import NOT_RUN, latest_rows, merge_rows, recipes_markdown
 
 from conftest import digits_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture()
-def bench(monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    yield importlib.import_module("recipes_check")
-    sys.modules.pop("recipes_check", None)
+def test_every_shipped_recipe_gets_its_role_and_teacher_from_the_recipe_itself():
+    every = checkable_recipes(ROOT / "configs")
+    plans = {p.rel: p for p in plan_recipes(ROOT / "configs", every, {"audio": "/data/words"})}
+    assert sorted(plans) == every and "fmnist_kd.yaml" in every and "opdf/kd_plain.yaml" in every
+    roles = {rel: (p.role, p.teacher) for rel, p in plans.items()}
+    assert roles["fmnist_teacher.yaml"] == (TEACHER, None) and roles["fmnist_student.yaml"] == (ALONE, None)
+    assert roles["fmnist_kd.yaml"] == (DISTILLED, "fmnist_teacher.yaml")
+    assert roles["opdf/theseus_plain.yaml"] == (DISTILLED, "opdf/teacher_theseus.yaml")
+    assert roles["opdf/nlp_kd_plain.yaml"] == (DISTILLED, "opdf/nlp_teacher.yaml")
+    assert roles["east/vader_ec_dcor.yaml"] == (DISTILLED, None)  # cached embeddings, no teacher run
+    assert roles["east_audio/words_teacher_probe.yaml"][0] == TEACHER
+    assert plans["opdf/nlp_kd_plain.yaml"].reason.startswith("cost")
+    assert plans["fmnist_kd.yaml"].reason is None
+    assert plans["east_audio/words_ec.yaml"].overrides == [
+        "data.data_dir=/data/words",
+        "data.kwargs.cache=/data/words-ge2e/encoder",
+    ]
+    for rel, plan in plans.items():  # a teacher recipe named by a distilling one is a teacher
+        if plan.teacher:
+            assert plans[plan.teacher].role == TEACHER, rel
+    with pytest.raises(KdforgeError, match="needs the data root 'audio'"):
+        plan_recipes(ROOT / "configs", ["east_audio/words_baseline.yaml"])
 
 
-def test_every_shipped_recipe_is_declared_in_the_check(bench):
-    shipped = checkable_recipes(ROOT / "configs")
-    assert "fmnist_kd.yaml" in shipped and "opdf/kd_plain.yaml" in shipped
-    assert sorted(bench.RECIPES) == shipped  # a new recipe must be added to the check's declaration
-    for rel, kind in bench.RECIPES.items():  # a teacher recipe named by a distilling one exists
-        if kind.endswith(".yaml"):
-            assert load_recipe(ROOT / "configs" / kind).method.name == "supervised", rel
+def test_merge_rows_carries_earlier_rows_with_where_they_were_measured():
+    row = {"recipe": "a.yaml", "kind": "student alone", "seeds": [0]}
+    previous = {
+        "rows": [row, {"recipe": "b.yaml", "kind": "not checked", "reason": "old"}],
+        "provenance": {"git_commit": "abc1234", "date": "2026-12-01T00:00:00+00:00"},
+    }
+    fresh = {"recipe": "c.yaml", "kind": "teacher", "measured": {"commit": "def", "date": "now"}}
+    recipes = ["a.yaml", "b.yaml", "c.yaml", "d.yaml"]
+    rows = merge_rows(recipes, {"c.yaml": fresh}, previous, {"d.yaml": "cost"})
+    assert rows[0] == {**row, "measured": {"commit": "abc1234", "date": "2026-12-01T00:00:00+00:00"}}
+    assert rows[1] == {"recipe": "b.yaml", "kind": "not checked", "reason": NOT_RUN}  # a reason is redone
+    assert rows[2] is fresh and rows[3]["reason"] == "cost"
+    assert merge_rows(["a.yaml"], {}, None, {})[0]["reason"] == NOT_RUN
+    # joined sessions: each recipe's most recently measured row wins
+    older = {"rows": [row], "provenance": {"git_commit": "old", "date": "2026-12-01"}}
+    newer = {"rows": [{**row, "seeds": [1]}], "provenance": {"git_commit": "new", "date": "2026-12-02"}}
+    for files in ([older, newer], [newer, older]):
+        (joined,) = latest_rows(files)["rows"]
+        assert joined["seeds"] == [1] and joined["measured"]["commit"] == "new"
+    # a carried row below its student alone takes the note its recipe was given since
+    worse = {"recipe": "w.yaml", "kind": "distilled", "verdict": "missed", "note": None, "ok": False}
+    later = merge_rows(["w.yaml"], {}, {"rows": [worse], "provenance": {}}, {}, {"w.yaml": "too small"})
+    assert later[0]["note"] == "too small" and later[0]["ok"]
+    assert not merge_rows(["w.yaml"], {}, {"rows": [worse], "provenance": {}}, {}, {})[0]["ok"]
 
 
 def test_checkable_recipes_leave_out_bases_and_translation(tmp_path):
@@ -69,6 +105,22 @@ def test_alone_config_drops_teacher_and_method_kwargs(tmp_path, digits_teacher):
     )
 
 
+def test_alone_config_of_an_east_recipe_drops_the_teacher_embeddings():
+    cfg = load_recipe(ROOT / "configs" / "east_audio" / "words_ec.yaml", ["data.data_dir=/words"])
+    alone = alone_config(cfg)
+    assert alone.data.name == "audio_folder" and alone.data.kwargs == {
+        "manifest": "manifest.csv",
+        "per_class": 5,
+    }
+    assert (alone.data.data_dir, alone.data.subset, alone.data.batch_size) == ("/words", None, 32)
+    kd = load_recipe(ROOT / "configs" / "opdf" / "nlp_kd_plain.yaml")  # KD with the teacher's logits cached
+    assert kd.train.teacher_cache and not alone_config(kd).train.teacher_cache
+    assert alone_config(kd).train == dataclasses.replace(kd.train, teacher_cache=False)
+    baseline = load_recipe(ROOT / "configs" / "east" / "digits_baseline.yaml")
+    digits = alone_config(load_recipe(ROOT / "configs" / "east" / "digits_ae_ec.yaml"))
+    assert digits.data == baseline.data and digits.student == baseline.student  # its baseline recipe
+
+
 def _runs(vals, tests=None):
     return [
         {"seed": s, "val_acc": v, "test_acc": t, "student_params": 10, "train_time_s": 1.0}
@@ -93,7 +145,7 @@ def test_check_row_verdicts_on_the_paired_validation_difference():
         check_row("r.yaml", alone, _runs([0.8, 0.8, 0.8])[::-1], "kd")
 
 
-def test_check_recipe_runs_teacher_distilled_and_alone_and_reuses_them(tmp_path, bench):
+def test_check_recipe_runs_teacher_distilled_and_alone_and_reuses_them(tmp_path):
     teacher_rec = digits_recipe(tmp_path, "t", student={"name": "mlp", "kwargs": {"hidden": [64]}})
     (tmp_path / "t.yaml").write_text(yaml.safe_dump(teacher_rec))
     teacher = {"name": "mlp", "kwargs": {"hidden": [64]}, "checkpoint": "{output_dir}/t/student.safetensors"}
@@ -111,8 +163,10 @@ def test_check_recipe_runs_teacher_distilled_and_alone_and_reuses_them(tmp_path,
         tmp_path / "kd.yaml", [0, 1], teacher=tmp_path / "t.yaml", label="kd.yaml", n_boot=200
     )
     assert again["alone"] == {**row["alone"], "train_time_s": again["alone"]["train_time_s"]}
-    text = bench.markdown({"seeds": [0, 1], "rows": [row, bench.skipped_row("x.yaml", "cost")]})
-    assert "| kd.yaml | kd |" in text and "- cost: `x.yaml`" in text and "a test note." in text
+    row = {**row, "measured": {"commit": "abcdef123", "date": "2026-12-02T16:00:00+00:00"}}
+    text = recipes_markdown({"seeds": [0, 1], "rows": [row, skipped_row("x.yaml", "cost")]})
+    assert "| kd.yaml | kd |" in text and "| abcdef1 2026-12-02 |" in text
+    assert "- cost: `x.yaml`" in text and "a test note." in text
 
 
 def test_tune_pair_gives_both_sides_the_same_budget_and_selects_on_validation(tmp_path):

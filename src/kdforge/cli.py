@@ -263,10 +263,20 @@ def distill(
     teacher_checkpoint: str = typer.Option(None, help="Teacher weights when --teacher is a model name."),
     teacher_outputs: int = typer.Option(None, help="Teacher output width if not the data's class count."),
     head: str = typer.Option(
-        _DISTILL.head, help="Fit a missing head by 'probe' (frozen teacher) or 'finetune'."
+        _DISTILL.head,
+        help="When the teacher has no trained head for the data's classes (other output width, or an "
+        "hf: encoder / head: new), fit one first: 'probe' (frozen teacher) or 'finetune' (all of it).",
     ),
+    head_steps: int = typer.Option(_DISTILL.head_steps, help="Optimizer steps of that head fitting."),
+    head_lr: float = typer.Option(_DISTILL.head_lr, help="Learning rate of that head fitting."),
     method: list[str] = typer.Option(
         _DISTILL.methods, "--method", help="Distillation method(s) to compare (repeat)."
+    ),
+    method_option: list[str] = typer.Option(
+        None,
+        "--method-option",
+        help="Method option KEY=VALUE, or METHOD.KEY=VALUE for one of several methods (repeat), e.g. "
+        "student_path=blocks.1 for fitnet; a KD temperature or alpha given here is fixed, not tuned.",
     ),
     seed: list[int] = typer.Option(
         _DISTILL.seeds, "--seed", help="Seed(s); selection uses the mean over seeds."
@@ -300,7 +310,7 @@ def distill(
     """
     import yaml
 
-    from kdforge.distill import TuningGrid
+    from kdforge.distill import TuningGrid, parse_method_options
     from kdforge.distill import distill as run_distill
 
     def options(pairs: list[str] | None, flag: str) -> dict:
@@ -318,6 +328,8 @@ def distill(
         teacher_checkpoint=teacher_checkpoint,
         teacher_outputs=teacher_outputs,
         head=head,
+        head_steps=head_steps,
+        head_lr=head_lr,
         data=data,
         data_dir=data_dir,
         data_kwargs=options(data_option, "--data-option"),
@@ -326,6 +338,7 @@ def distill(
         unlabelled=unlabelled,
         student=student,
         methods=list(method),
+        method_options=parse_method_options(list(method_option or []), list(method)),
         seeds=list(seed),
         steps=steps,
         batch_size=batch_size,

@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,8 +24,10 @@ from typing import Any
 from kdforge.config import MethodConfig, RunConfig, load_recipe
 from kdforge.errors import KdforgeError
 from kdforge.experiments.intervals import paired_bootstrap, verdict
+from kdforge.experiments.recipes_plan import ALONE, TEACHER, RecipePlan
 from kdforge.experiments.selection import select_best
 from kdforge.experiments.sweep import expand_grid, make_trials, run_recipe, run_sweep
+from kdforge.report.provenance import git_commit
 
 NOTE_PREFIX = "# distilled vs alone:"  # a recipe comment saying why distillation does not pay there
 SKIP_DIRS = ("kt",)  # Knowledge Translation recipes (another schema, no student-alone counterpart)
@@ -65,8 +68,20 @@ def recipe_note(recipe: str | Path) -> str | None:
 
 
 def alone_config(cfg: RunConfig) -> RunConfig:
-    """The same recipe trained alone: supervised, no method kwargs, no teacher."""
-    return dataclasses.replace(cfg, method=MethodConfig("supervised", {}), teacher=None)
+    """The same recipe trained alone: supervised, no method kwargs, no teacher.
+
+    Data that carries cached teacher embeddings (``with_teacher_emb``, EAsT's teacher) becomes
+    its base data set with the same options and splits, and ``train.teacher_cache`` is off: a
+    student alone never sees the teacher.
+    """
+    data = cfg.data
+    if data.name == "with_teacher_emb":
+        base = data.kwargs.get("base", "vader_movies")
+        data = dataclasses.replace(data, name=base, kwargs=dict(data.kwargs.get("base_kwargs") or {}))
+    train = dataclasses.replace(cfg.train, teacher_cache=False)
+    return dataclasses.replace(
+        cfg, data=data, train=train, method=MethodConfig("supervised", {}), teacher=None
+    )
 
 
 def _config_trials(cfg: RunConfig, grid: dict[str, list[Any]], seeds: Sequence[int], prefix: str) -> list:
@@ -146,6 +161,7 @@ def check_recipe(
     seeds: Sequence[int],
     teacher: str | Path | None = None,
     label: str | None = None,
+    overrides: Sequence[str] = (),
     **bootstrap: Any,
 ) -> dict[str, Any]:
     """Run (or reuse) a distilling recipe and its student alone over ``seeds``; :func:`check_row`.
@@ -157,10 +173,11 @@ def check_recipe(
         teacher: The recipe whose export the teacher checkpoint names; run first (once, its own
             seed) when given and not finished.
         label: The recipe as printed (default: the path as given).
+        overrides: dotted overrides applied to the recipe (e.g. where its data lies).
     """
     if teacher is not None:
         run_recipe(teacher)
-    cfg = load_recipe(recipe)
+    cfg = load_recipe(recipe, list(overrides))
     distilled = run_sweep(_config_trials(cfg, {}, seeds, cfg.name), cfg.output_dir, progress=False)
     alone = run_alone(cfg, seeds)
     return check_row(
@@ -176,6 +193,25 @@ def single_row(recipe: str, runs: Sequence[dict[str, Any]], kind: str) -> dict[s
 def skipped_row(recipe: str, reason: str) -> dict[str, Any]:
     """A declared recipe that was not checked, and why."""
     return {"recipe": recipe, "kind": "not checked", "reason": reason}
+
+
+def check_plan(plan: RecipePlan, configs_dir: str | Path, seeds: Sequence[int]) -> dict[str, Any]:
+    """Run (or reuse) one planned recipe and return its row, ``measured`` here and now.
+
+    A teacher runs once (its recipe's seed), a student alone once per seed, a distilling recipe
+    with its student alone (:func:`check_recipe`, its teacher recipe first).
+    """
+    root = Path(configs_dir)
+    path = root / plan.rel
+    if plan.role == TEACHER:
+        row = single_row(plan.rel, [run_recipe(path, plan.overrides)], "teacher")
+    elif plan.role == ALONE:
+        row = single_row(plan.rel, run_alone(load_recipe(path, plan.overrides), seeds), "student alone")
+    else:
+        teacher = root / plan.teacher if plan.teacher else None
+        row = check_recipe(path, seeds, teacher=teacher, label=plan.rel, overrides=plan.overrides)
+    when = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return {**row, "measured": {"commit": git_commit(), "date": when}}
 
 
 def tune_pair(

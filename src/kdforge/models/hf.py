@@ -114,13 +114,28 @@ class SentenceEncoder(nn.Module):
 
 
 class HFClassifier(nn.Module):
-    """A (MiniLM) encoder plus a linear head on the mean-pooled sentence embedding."""
+    """A (MiniLM) encoder plus a linear head on the mean-pooled sentence embedding.
 
-    def __init__(self, encoder: nn.Module, hidden: int, num_classes: int) -> None:
+    With ``freeze_encoder`` only the head trains (a linear probe) and the encoder stays in
+    eval mode.
+    """
+
+    def __init__(
+        self, encoder: nn.Module, hidden: int, num_classes: int, freeze_encoder: bool = False
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.pool = MaskedMeanPool()
         self.head = nn.Linear(hidden, num_classes)
+        self.freeze_encoder = freeze_encoder
+        if freeze_encoder:  # a linear probe: only the head trains
+            encoder.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> HFClassifier:
+        super().train(mode)
+        if self.freeze_encoder:  # a probed encoder keeps its eval-mode behaviour (no dropout)
+            self.encoder.eval()
+        return self
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         # drop the all-padding columns of this batch: the masked result is the same, the cost lower

@@ -58,6 +58,20 @@ def check_hf_dir(directory: str | Path) -> Path:
     return path
 
 
+def hf_head_classes(directory: str | Path, head: str = "auto") -> int | None:
+    """The classes of the trained head that ``hf:DIR`` with option ``head`` is built with, or
+    ``None`` when it gets a new (untrained) head: an encoder without a sequence-classification
+    head, or ``head: new``."""
+    import json
+
+    config = json.loads((check_hf_dir(directory) / "config.json").read_text())
+    has_head = any(a.endswith("ForSequenceClassification") for a in config.get("architectures") or [])
+    if not has_head or head == "new":
+        return None
+    labels = config.get("id2label") or {}  # what save_pretrained writes; num_labels defaults to 2
+    return len(labels) if labels else int(config.get("num_labels", 2))
+
+
 def _keep_encoder_layers(model: nn.Module, layers: list[int]) -> None:
     """Keep only encoder ``layers`` (in that order) of the first ``*.encoder.layer`` list, in place."""
     found = [
@@ -90,6 +104,7 @@ def hf_model(
     layers: list[int] | None = None,
     width_factor: int = 1,
     init_from: str | None = None,
+    freeze_encoder: bool = False,
 ) -> nn.Module:
     """A classifier from a Hugging Face model directory, offline.
 
@@ -104,6 +119,7 @@ def hf_model(
         width_factor: divide a BERT encoder's widths by this (weight selection; new head only).
         init_from: weights saved by kdforge for this reference (``layers``/``width_factor``
             unset), loaded before layers are dropped and widths divided.
+        freeze_encoder: train only the new head (a linear probe on the frozen encoder).
 
     Raises:
         KdforgeError: not a model directory, a head for another number of classes, bad options.
@@ -124,6 +140,11 @@ def hf_model(
             f"'{path}' has no sequence-classification head (architectures: {config.architectures})",
             "use head: new (or auto) to put a new head on its encoder",
         )
+    if freeze_encoder and has_head and head != "new":
+        raise KdforgeError(
+            "freeze_encoder trains a new head on the frozen encoder",
+            "set kwargs head: new as well (the directory's own head would not train)",
+        )
     if has_head and head != "new":
         if config.num_labels != num_classes:
             raise KdforgeError(
@@ -138,7 +159,7 @@ def hf_model(
         from kdforge.models.hf import HFClassifier
 
         encoder = transformers.AutoModel.from_pretrained(path, local_files_only=True)
-        model = HFClassifier(encoder, encoder.config.hidden_size, num_classes)
+        model = HFClassifier(encoder, encoder.config.hidden_size, num_classes, freeze_encoder)
     if init_from:
         from kdforge.io import load_weights
 
@@ -158,4 +179,4 @@ def hf_model(
     return model
 
 
-__all__ = ["HF_WEIGHTS", "HFSequenceClassifier", "check_hf_dir", "hf_model"]
+__all__ = ["HF_WEIGHTS", "HFSequenceClassifier", "check_hf_dir", "hf_head_classes", "hf_model"]

@@ -39,7 +39,6 @@ OVER_LIMIT = {
     "teacher_cache",
     "opdf_vision_tuned",
     "opdf_nlp_align",
-    "east_audio_words",
     "recipes_check",  # mostly its declaration of every recipe (the protocol is in the library)
 }
 

@@ -97,6 +97,7 @@ class AudioEcGrid:
         finetune_epochs: Epochs of the fine-tuned teacher (an LSTM: slower per epoch).
         eval_every_steps: Validation (and checkpoint choice) interval; evaluating the whole
             validation split after every epoch cost more CPU than the training steps.
+        batch_size: Training batch size (``None``: the recipes' 32).
     """
 
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
@@ -109,6 +110,7 @@ class AudioEcGrid:
     epochs: int = 30
     finetune_epochs: int = 10
     eval_every_steps: int = 15
+    batch_size: int | None = None
 
     def budget(self) -> int:
         """Settings each row is chosen from.
@@ -181,6 +183,8 @@ def run_overrides(
     out += [f"{prefix}.{k}={v}" for k, v in task.data_kwargs.items()]
     out.append(f"train.epochs={grid.finetune_epochs if spec.finetune else grid.epochs}")
     out.append(f"train.eval_every_steps={grid.eval_every_steps}")
+    if grid.batch_size is not None:
+        out.append(f"data.batch_size={grid.batch_size}")
     if spec.teacher_emb:
         out += [f"data.kwargs.cache={cache / TEACHER_PATH}", f"data.kwargs.model={TEACHER}@{TEACHER_PATH}"]
     return out
@@ -191,10 +195,17 @@ def load_splits(data: str, task: AudioTask, **kwargs: Any):
     return load_dataset("audio_folder", data_dir=data, **data_kwargs(task), **kwargs)
 
 
+def teacher(num_classes: int) -> torch.nn.Module:
+    """The GE2E encoder with a seeded word head: the cache's weight fingerprint covers the whole model,
+    so an unseeded head would make every process's extraction look like another model's."""
+    torch.manual_seed(0)
+    return build_model(TEACHER, (1, N_MELS, 101), num_classes).eval()
+
+
 def cache_embeddings(data: str, cache: Path) -> None:
     """The teacher's utterance embedding of every clip (resumable; shared by both tasks)."""
     splits = load_dataset("audio_folder", data_dir=data, manifest="manifest.csv")
-    net = build_model(TEACHER, splits.input_shape, splits.num_classes).eval()
+    net = teacher(splits.num_classes)
     extract(
         module_embedder(net, TEACHER_PATH),
         all_rows(splits),
@@ -253,7 +264,7 @@ def probe_rows(
     unseen_emb = torch.zeros(0, emb.shape[1])
     unseen_y = torch.zeros(0, dtype=torch.long)
     if unseen is not None:
-        embed = module_embedder(build_model(TEACHER, (1, N_MELS, 101), 36).eval(), TEACHER_PATH)
+        embed = module_embedder(teacher(36), TEACHER_PATH)
         with torch.no_grad():
             unseen_emb = torch.cat(
                 [embed({"x": unseen[0][i : i + 64]}) for i in range(0, len(unseen[0]), 64)]

@@ -82,7 +82,8 @@ def test_verdicts_per_ec_row_and_the_choice_on_validation_only():
     assert v["per_row"]["EC-FitNet-d32"]["vs baseline (test)"]["verdict"] != "met"
     assert v["per_row"]["EC-FitNet-d8"]["vs EAsT-dCor (test)"]["low"] > 30
     assert v["ec_row"] == "EC-FitNet-d32" and v["east_row"] == "EAsT-FitNet"  # by validation, not test
-    assert set(v["chosen"]) == {"vs baseline (test)", "vs EAsT-FitNet (test)"}
+    assert set(v["chosen"]) == {"vs baseline (test)", "vs EAsT-FitNet (test)", "vs EAsT-dCor (test)"}
+    assert v["target"] == "not distinguishable"  # vs baseline n.d.; vs EAsT-dCor met
     rows["baseline"] = _row(0.5, _scores(0.95, 5))
     assert report.verdicts(rows, unseen=False)["per_row"]["EC-FitNet-d8"]["vs baseline (test)"][
         "verdict"
@@ -127,6 +128,7 @@ def test_a_tiny_voices_benchmark_runs_end_to_end_and_re_renders(voices, tmp_path
     text = (tmp_path / "out.md").read_text()
     assert "Not measured (CPU budget): EAsT-dCor" in text and "| EC-FitNet-d4 |" in text
     assert "split by word" in text and "real recordings" not in text
+    assert "**not measured**" in text  # EAsT-dCor missing: no overall verdict
     again = json.loads((tmp_path / "out.json").read_text())
     report.write(again, str(tmp_path / "again"), render_only=True)
     assert (tmp_path / "again.md").read_text() == text

@@ -37,8 +37,9 @@ def verdicts(rows: dict[str, dict], unseen: bool, target: float = 0.01) -> dict[
     Returns:
         ``target_points``; ``per_row`` (EC row -> ``"vs <row> (<split>)"`` -> interval and verdict);
         ``ec_row`` (the EC row with the best mean validation accuracy, among those measured),
-        ``east_row`` (the same for EAsT) and ``chosen`` (``ec_row`` against the baseline, ``east_row``
-        and the fine-tuned teacher); ``None`` where rows are missing.
+        ``east_row`` (the same for EAsT: EC's margin over it is what the two tasks compare),
+        ``chosen`` (``ec_row`` against the baseline, both EAsT rows and the fine-tuned teacher) and
+        ``target`` (:func:`overall` of the first three on test); ``None`` where rows are missing.
     """
     splits = ("test", "unseen") if unseen else ("test",)
     out: dict[str, Any] = {"target_points": 100 * target, "per_row": {}, "ec_row": None, "east_row": None}
@@ -55,13 +56,25 @@ def verdicts(rows: dict[str, dict], unseen: bool, target: float = 0.01) -> dict[
         return out
     out["ec_row"] = max(ec_rows, key=lambda k: mean_val(rows[k]))
     out["east_row"] = max(east_rows, key=lambda k: mean_val(rows[k]))
-    others = ["baseline", out["east_row"]] + [k for k in ("teacher fine-tuned",) if k in rows]
+    others = [k for k in (*COMPARED, "teacher fine-tuned") if k in rows]
     out["chosen"] = {
         f"vs {other} ({split})": compare(rows, out["ec_row"], other, split, target)
         for other in others
         for split in splits
     }
+    out["target"] = overall([out["chosen"].get(f"vs {k} (test)") for k in COMPARED])
     return out
+
+
+def overall(comparisons: list[dict[str, Any] | None]) -> str:
+    """The issue's target on test: ``met`` only when every comparison (baseline, both EAsT rows) is met,
+    ``missed`` when any is missed, else ``not distinguishable`` (``not measured`` with a row missing)."""
+    if any(c is None for c in comparisons):
+        return "not measured"
+    verdicts_ = [c["verdict"] for c in comparisons]
+    if all(v == "met" for v in verdicts_):
+        return "met"
+    return "missed" if "missed" in verdicts_ else "not distinguishable"
 
 
 def fmt(values: list[float]) -> str:
@@ -125,6 +138,13 @@ def regime_markdown(regime: str, block: dict[str, Any], unseen: bool, planned: l
             "",
         ]
         lines += [f"- {key}: {interval_text(iv)}" for key, iv in v["chosen"].items()]
+        margin = v["chosen"][f"vs {v['east_row']} (test)"]
+        lines += [
+            "",
+            f"Target (EC >= +{target:.1f} over the baseline and both EAsT rows on test): **{v['target']}**. "
+            f"EC's margin over the EAsT row chosen on validation ({v['east_row']}): "
+            f"{interval_text(margin)}.",
+        ]
     return [*lines, ""]
 
 

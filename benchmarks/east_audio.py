@@ -47,6 +47,7 @@ def main() -> None:
         "--render", action="store_true", help="only re-write the markdown and figure from OUT.json"
     )
     args = p.parse_args()
+    args.out = args.out.removesuffix(".json")  # OUT or OUT.json: the results file's stem
     if args.render:
         write(json.loads(Path(f"{args.out}.json").read_text()), args.out, render_only=True)
         return

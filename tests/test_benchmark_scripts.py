@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from kdforge.experiments import (
+    audio_ec_report,
     cli_startup,
     east_image_pairs,
     east_protocol,
@@ -64,6 +65,7 @@ RENDERED = {
     "east_images_probe": (east_image_pairs.probe_markdown, "east_images", ["--probe"]),
     "east_images_probe75": (east_image_pairs.probe_markdown, "east_images", ["--probe"]),
     "east_images_regime": (east_image_pairs.regime_markdown, "east_images", ["--regime"]),
+    **{f"east_audio_{task}": (audio_ec_report.markdown, "east_audio", []) for task in ("words",)},
 }
 
 

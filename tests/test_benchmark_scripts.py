@@ -65,7 +65,7 @@ RENDERED = {
     "east_images_probe": (east_image_pairs.probe_markdown, "east_images", ["--probe"]),
     "east_images_probe75": (east_image_pairs.probe_markdown, "east_images", ["--probe"]),
     "east_images_regime": (east_image_pairs.regime_markdown, "east_images", ["--regime"]),
-    **{f"east_audio_{task}": (audio_ec_report.markdown, "east_audio", []) for task in ("words",)},
+    **{f"east_audio_{task}": (audio_ec_report.markdown, "east_audio", []) for task in ("words", "voices")},
 }
 
 

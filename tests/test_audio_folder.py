@@ -119,6 +119,22 @@ def test_manifest_group_split_keeps_voices_apart(tmp_path):
         assert not voices["val"] & voices["test"]
 
 
+def test_label_column_makes_the_voice_the_class_split_by_word(tmp_path):
+    make_folder(tmp_path, per_class=6, voices=3, manifest=True)
+    s = load_dataset(
+        "audio_folder", data_dir=str(tmp_path), manifest="manifest.csv", label_column="voice",
+        group_column="label", seconds=0.25, val_size=1, test_fraction=0.34, per_class=1,
+    )  # fmt: skip
+    assert s.num_classes == 3 and s.class_names == ["v0", "v1", "v2"]
+    words = {k: {f.split("/")[-2] for f in v} for k, v in s.files.items()}
+    assert all(len(w) == 1 for w in words.values()) and len(set().union(*words.values())) == 3
+    voice_of = [f.split("/")[-1].split("_")[0] for f in s.files["test"]]
+    assert s.test.tensors["y"].tolist() == [s.class_names.index(v) for v in voice_of]
+    assert len(s.train) == 3  # per_class counts clips per voice
+    with pytest.raises(KdforgeError, match="no 'accent' column"):
+        load_dataset("audio_folder", data_dir=str(tmp_path), manifest="manifest.csv", label_column="accent")
+
+
 @pytest.mark.parametrize(
     ("breakage", "message"),
     [

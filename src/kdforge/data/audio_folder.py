@@ -6,7 +6,9 @@ Layouts (``data_dir``)::
     DIR/train/<class>/*.wav [DIR/val/...] [DIR/test/...]   given splits (missing ones carved from train)
     DIR/manifest.csv (+ DIR/<class>/*.wav)  rows ``path,label[,split][,<group>...]``: a ``split`` column
                                             gives the splits; ``group_column`` (e.g. ``voice``) splits
-                                            by group, so no group of the test split appears in training
+                                            by group, so no group of the test split appears in training;
+                                            ``label_column`` names another column as the class (e.g.
+                                            ``voice``, split by ``label``: who speaks, on unseen words)
 
 Each clip is read (``soundfile`` when installed, else the standard library's ``wave`` for PCM WAV; no
 ffmpeg), mixed to mono, resampled to ``sample_rate`` (:func:`~kdforge.models.audio_features.resample`),
@@ -179,28 +181,34 @@ def _split_by_group(groups: list[str], val_fraction, test_fraction, val_size, se
     return [where.get(g, "train") for g in groups]
 
 
-def _list_clips(root: Path, manifest: str | None, split_column: str, group_column: str | None):
+def _list_clips(
+    root: Path, manifest: str | None, split_column: str, group_column: str | None, label_column: str = "label"
+):
     """(files, labels, given splits or None, groups or None)."""
     manifest_path = root / manifest if manifest else None
     if manifest_path is not None:
         if not manifest_path.is_file():
             raise KdforgeError(f"manifest {manifest_path} does not exist", "fix data.kwargs.manifest")
         rows = read_manifest(manifest_path)
-        if group_column is not None and group_column not in rows[0]:
-            raise KdforgeError(
-                f"manifest {manifest_path} has no '{group_column}' column (columns: {', '.join(rows[0])})",
-                "name an existing column as group_column",
-            )
+        for role, column in (("group_column", group_column), ("label_column", label_column)):
+            if column is not None and column not in rows[0]:
+                raise KdforgeError(
+                    f"manifest {manifest_path} has no '{column}' column (columns: {', '.join(rows[0])})",
+                    f"name an existing column as {role}",
+                )
         files = [root / r["path"] for r in rows]
         for f in files:
             if not f.is_file():
                 raise KdforgeError(f"manifest {manifest_path} lists {f}, which does not exist", "fix the row")
-        labels = [r["label"] for r in rows]
+        labels = [r[label_column] for r in rows]
         given = [r[split_column] for r in rows] if split_column in rows[0] and group_column is None else None
         groups = [r[group_column] for r in rows] if group_column else None
         return files, labels, given, groups
-    if group_column is not None:
-        raise KdforgeError(f"group_column='{group_column}' needs a manifest", "pass manifest=manifest.csv")
+    if group_column is not None or label_column != "label":
+        raise KdforgeError(
+            f"group_column='{group_column}', label_column='{label_column}' need a manifest",
+            "pass manifest=manifest.csv",
+        )
     present = [s for s in SPLITS if (root / s).is_dir()]
     if "train" in present:
         files, labels, given = [], [], []
@@ -256,6 +264,7 @@ def audio_folder(
     manifest: str | None = None,
     split_column: str = "split",
     group_column: str | None = None,
+    label_column: str = "label",
     sample_rate: int = 16000,
     seconds: float = 1.0,
     align: str = "center",
@@ -279,6 +288,7 @@ def audio_folder(
         split_column: manifest column holding train/val/test (used unless ``group_column`` is set).
         group_column: manifest column to split by (e.g. ``voice``): test groups drawn with
             ``split_seed``, validation groups with ``seed``; no group is in two splits.
+        label_column: manifest column holding the class (default ``label``; e.g. ``voice``).
         seconds: clip length after crop/pad (``align``: ``center`` or ``start``).
         level_db: RMS level each clip is scaled to, in dB full scale (None: unchanged).
         features: ``logmel`` (``[1, n_mels, 1 + samples // hop_length]``) or ``wave`` (``[samples]``).
@@ -299,7 +309,7 @@ def audio_folder(
             f"audio_folder: features='{features}', align='{align}'",
             "use features logmel|wave, align center|start",
         )
-    files, labels, given, groups = _list_clips(root, manifest, split_column, group_column)
+    files, labels, given, groups = _list_clips(root, manifest, split_column, group_column, label_column)
     if given is not None:
         bad = sorted(set(given) - set(SPLITS))
         if bad:

@@ -50,6 +50,9 @@ def main() -> None:
     grid = FinetuneGrid(args.seeds, args.lrs, args.select_seeds, args.set)
     section = run_finetune(args.pair, grid, CONFIGS, args.output_dir, domains, baseline)
     section["provenance"] = provenance(vars(args), args.seeds)
+    keep = Path(args.output_dir, f"teacher_finetuned_{args.pair}.json")  # the numbers, should the merge fail
+    keep.parent.mkdir(parents=True, exist_ok=True)
+    keep.write_text(json.dumps(section, indent=1))
     res = add_finetune(table, section)
     write_results(args.out, res, pair_markdown(res))
     print(pair_markdown(res))

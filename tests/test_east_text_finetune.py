@@ -178,7 +178,19 @@ def test_script_hands_the_declared_grid_to_the_library_and_adds_the_row_to_the_t
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     module = importlib.import_module("east_text_finetune")
     monkeypatch.setattr(module, "run_finetune", fake_run)
-    monkeypatch.setattr(sys, "argv", ["east_text_finetune.py", "--pair", "tweets", "--out", str(out)])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "east_text_finetune.py",
+            "--pair",
+            "tweets",
+            "--out",
+            str(out),
+            "--output-dir",
+            str(tmp_path / "runs"),
+        ],
+    )
     try:
         module.main()
     finally:
@@ -189,3 +201,4 @@ def test_script_hands_the_declared_grid_to_the_library_and_adds_the_row_to_the_t
     assert written["provenance"] == res["provenance"] and written["runs"] == res["runs"]
     assert written["teacher_finetuned"]["provenance"]["config"]["lrs"] == [1e-4, 3e-4]
     assert f"| {finetune.ROW} | - |" in out.with_suffix(".md").read_text()
+    assert json.loads((tmp_path / "runs" / "teacher_finetuned_tweets.json").read_text())["chosen_lr"] == 3e-4

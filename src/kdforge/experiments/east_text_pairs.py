@@ -17,6 +17,7 @@ from typing import Any
 from kdforge.config import load_recipe
 from kdforge.data.text import vader_all
 from kdforge.experiments import east_protocol as east
+from kdforge.experiments import east_text_finetune as finetune
 from kdforge.experiments.east_grid import EastGrid, lambda_grid_text
 from kdforge.experiments.scoring import model_accuracy
 from kdforge.report.tables import markdown_table, mean_std
@@ -69,6 +70,21 @@ def run_pair(pair: str, grid: EastGrid, configs: Path, output_dir: str, reuse: l
     if reused:  # where the reused runs were trained
         res["reused_provenance"] = [old["provenance"] for old in reused]
     return res
+
+
+def add_finetune(res: dict[str, Any], section: dict[str, Any]) -> dict[str, Any]:
+    """``res`` with the fine-tuned-teacher section added as ``teacher_finetuned``.
+
+    ``section``: :func:`kdforge.experiments.east_text_finetune.run_finetune`'s result plus its own
+    ``provenance``; the verdict's EC row against it (paired by seed) is added to it.
+
+    Everything else in ``res`` (rows, provenance) is left as it is.
+    """
+    domains = PAIRS[res["provenance"]["config"]["pair"]][4]
+    ec_row = res["pair"]["verdict"]["ec_row_by_val"]
+    ft_rows = finetune.chosen_runs(section)
+    versus = finetune.versus_ec(pair_table(res)[ec_row], ft_rows, [f"unseen_{d}" for d in domains])
+    return {**res, "teacher_finetuned": {**section, "versus_ec": versus}}
 
 
 def pair_table(res: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -127,6 +143,13 @@ def pair_markdown(res: dict[str, Any]) -> str:
         lam = "-" if rows[0]["lam"] is None else rows[0]["lam"]
         columns = [mean_std([x[c] for x in rows]) for c in ("val_acc", "test_acc", *cols)]
         cells.append([label, lam, *columns, mean_std(unseen_mean)])
+    ft = res.get("teacher_finetuned")
+    if ft:  # the big model, for the cost of EC's answer (no lambda: its lr is in the text)
+        rows = finetune.chosen_runs(ft)
+        columns = [mean_std([x[c] for x in rows]) for c in ("val_acc", "test_acc", *cols)]
+        cells.append(
+            [finetune.ROW, "-", *columns, mean_std([statistics.mean(x[c] for c in cols) for x in rows])]
+        )
     header = ["row", "lambda", "val", "test", *[f"unseen {d}" for d in domains], "unseen mean"]
     v = summary["verdict"]
     noise = max(
@@ -134,6 +157,10 @@ def pair_markdown(res: dict[str, Any]) -> str:
         for k in (v["ec_row_by_val"], "baseline")
     )
     grid = lambda_grid_text(summary["val_grid"])
+    ft_text = []
+    if ft:
+        base_s = [x["train_time_s"] for x in table["baseline"]]
+        ft_text = ["", finetune.finetune_text(ft, v["ec_row_by_val"], base_s)]
     return "\n".join(
         [
             f"# EAsT / EC on text: {title}",
@@ -147,5 +174,6 @@ def pair_markdown(res: dict[str, Any]) -> str:
             f"Validation accuracy of the lambda grid (seeds {select}): {grid}.",
             "",
             _verdict_text(v, noise),
+            *ft_text,
         ]
     )

@@ -42,3 +42,23 @@ def teacher_scores(cfg: RunConfig) -> dict[str, float]:
     val = evaluate(method, splits.val, cfg.data.eval_batch_size, device)
     test = evaluate(method, splits.test, cfg.data.eval_batch_size, device)
     return {"val_acc": val["acc"], "test_acc": test["acc"], "test_size": len(splits.test)}
+
+
+@torch.no_grad()
+def length_sorted_accuracy(model: nn.Module, data: TensorData, batch_size: int = 128) -> float:
+    """:func:`model_accuracy` of a text classifier, batched shortest texts first.
+
+    The same accuracy (every example is scored once, with its own mask) at a fraction of the
+    cost for models that drop all-padding columns per batch (``HFClassifier``): a batch of texts
+    of similar length carries little padding. ``data`` holds ``input_ids``, ``attention_mask``
+    and ``y``.
+    """
+    model.eval()
+    tensors = data.tensors
+    order = torch.argsort(tensors["attention_mask"].sum(1), stable=True)
+    correct = 0
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        logits = model(input_ids=tensors["input_ids"][idx], attention_mask=tensors["attention_mask"][idx])
+        correct += (logits.argmax(-1) == tensors["y"][idx]).sum().item()
+    return correct / len(order)

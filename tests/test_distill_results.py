@@ -48,11 +48,13 @@ def _distill_dir(root: Path) -> Path:
 def test_write_results_writes_into_the_given_directory_only(tmp_path):
     results = tmp_path / "results"
     results.mkdir()
-    path = write_results("bench", _distill_dir(tmp_path), "python bench.py", results_dir=results, data={"n": 1})
+    distill_dir = _distill_dir(tmp_path)
+    path = write_results("bench", distill_dir, "python bench.py", results_dir=results, data={"n": 1})
     assert path == results / "bench.json"
     assert sorted(p.name for p in results.iterdir()) == ["bench.json", "bench.md", "bench.png"]
     saved = json.loads(path.read_text())
     assert saved["data"] == {"n": 1} and saved["gain"]["kd"]["verdict"] == "met"
     text = path.with_suffix(".md").read_text()
-    assert "**kd gain over the tuned student alone** (test, paired by seed [0, 1, 2]): +3.00, +2.00, +3.00" in text
+    paired = "**kd gain over the tuned student alone** (test, paired by seed [0, 1, 2]): +3.00, +2.00, +3.00"
+    assert paired in text
     assert "python bench.py" in saved["provenance"]["command"]

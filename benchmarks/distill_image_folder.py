@@ -76,6 +76,7 @@ def main() -> None:
     write_results(
         "distill_image_folder",
         WORK / "distill",
+        results_dir=Path(__file__).parent / "results",
         command=f"python benchmarks/distill_image_folder.py  (runs: kdforge distill {' '.join(DISTILL)})",
         data={
             "source": "Fashion-MNIST (Debian dataset-fashion-mnist) exported as PNG folders",

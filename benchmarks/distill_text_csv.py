@@ -69,6 +69,7 @@ def main() -> None:
     write_results(
         "distill_text_csv",
         WORK / "distill",
+        results_dir=Path(__file__).parent / "results",
         command="python benchmarks/distill_text_csv.py  (kdforge.distill.distill(CONFIG), the config below)",
         data={
             "source": "VADER movie snippets (vaderSentiment 3.3.2 sdist, MIT), rating != 0, label = sign",

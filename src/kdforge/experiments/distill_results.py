@@ -19,7 +19,6 @@ from kdforge.experiments import paired_bootstrap, verdict
 from kdforge.report.provenance import provenance
 from kdforge.report.provenance import write_results as write_with_provenance
 
-RESULTS = Path(__file__).parent / "results"
 BAR = 0.01  # +1 point of test accuracy
 
 
@@ -50,8 +49,16 @@ def gains(selection: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def write_results(stem: str, distill_dir: Path, command: str, **extra: Any) -> Path:
-    """``benchmarks/results/<stem>.{json,md,png}`` from a finished ``kdforge distill`` directory."""
+def write_results(stem: str, distill_dir: Path, command: str, results_dir: Path, **extra: Any) -> Path:
+    """``<results_dir>/<stem>.{json,md,png}`` from a finished ``kdforge distill`` directory.
+
+    Args:
+        stem: file name without suffix, e.g. ``"distill_image_folder"``.
+        distill_dir: the ``--output-dir`` of a finished ``kdforge distill``.
+        command: the command line recorded in the provenance.
+        results_dir: where the files go (the benchmarks pass ``benchmarks/results``).
+        **extra: more top-level entries of the JSON (data description, teacher).
+    """
     report = json.loads((distill_dir / "report.json").read_text())
     selection = json.loads((distill_dir / "selection.json").read_text())
     config = yaml.safe_load((distill_dir / "distill.yaml").read_text())
@@ -83,6 +90,6 @@ def write_results(stem: str, distill_dir: Path, command: str, **extra: Any) -> P
         **extra,
         "provenance": provenance(config, config["seeds"], command=command),
     }
-    path = write_with_provenance(RESULTS / f"{stem}.json", results, "\n".join(lines))
-    shutil.copyfile(distill_dir / "report.png", RESULTS / f"{stem}.png")
+    path = write_with_provenance(results_dir / f"{stem}.json", results, "\n".join(lines))
+    shutil.copyfile(distill_dir / "report.png", results_dir / f"{stem}.png")
     return path

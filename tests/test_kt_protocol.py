@@ -161,6 +161,23 @@ def test_kt_table_script_renders_through_the_library(tmp_path, monkeypatch):
     sys.modules.pop("kt_table", None)
 
 
+def test_the_kl_control_row_weights_kl_as_the_pre_fix_loss_did_at_the_tables_batch_sizes(monkeypatch):
+    import torch
+    import torch.nn.functional as F
+
+    from kdforge.methods.translation.train import agreement_kl
+
+    nets, images = 16, 32  # the table's --batch-size and --img-batch
+    lo, large = torch.randn(nets, images, 10), torch.randn(nets, images, 10)
+    log_lo, log_large = F.log_softmax(lo, -1), F.log_softmax(large, -1)
+    before = F.kl_div(log_lo, log_large, log_target=True, reduction="batchmean").item() / nets  # old term
+    assert before == pytest.approx(images / nets * agreement_kl(lo, large).item(), rel=1e-5)
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    row = importlib.import_module("kt_table").ROWS["functional, KL weighted as before the fix (kd 2/3)"]
+    sys.modules.pop("kt_table", None)
+    assert row["kd_weight"] / (1 - row["kd_weight"]) == pytest.approx(images / nets)
+
+
 @pytest.fixture(scope="module")
 def pair_sets(tmp_path_factory):
     """A tiny full pair set and a large-only set on the 8x8 digits (10 and 5 networks)."""

@@ -67,7 +67,7 @@ def test_seed_stats_and_pooled_lists():
     assert pooled_lists([[1, 2], [3, 4]], [[5], [6]]) == [[1, 2, 5], [3, 4, 6]]
 
 
-@pytest.mark.parametrize("name", ["kt_table", "kt_table_functional80", "kt_refit"])
+@pytest.mark.parametrize("name", ["kt_table", "kt_table_functional80", "kt_refit", "kt_refit_kl_control"])
 def test_kt_tables_rerender_byte_for_byte_from_their_json(tmp_path, name):
     md, written = _rendered(tmp_path, name, _load(name), table_markdown)
     assert md == (RESULTS / f"{name}.md").read_text()

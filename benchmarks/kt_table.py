@@ -29,13 +29,16 @@ from kdforge.methods.translation.augment import Augment
 from kdforge.methods.translation.evaluate import TEST_FRACTION, VAL_FRACTION
 from kdforge.report.results import rerender_results, save_results
 
+FUNCTIONAL = {"mse_weight": 0.0, "func_weight": 1.0, "template": True}
 ROWS = {
     "translated (MSE, Mixer)": {},
     "MSE + masking (p=0.1, input)": {"augment": Augment(mask_p=0.1)},
     "MSE + noise (sigma=0.1, input)": {"augment": Augment(noise_sigma=0.1)},
     "MSE, attention": {"kind": "attention"},
     "MSE, MLP": {"kind": "mlp"},
-    "functional (CE+KL), Mixer": {"mse_weight": 0.0, "func_weight": 1.0, "template": True},
+    "functional (CE+KL), Mixer": FUNCTIONAL,
+    # control: KL:CE = 2:1, the weight the pre-fix KL had at 32 images / 16 networks per step
+    "functional, KL weighted as before the fix (kd 2/3)": {**FUNCTIONAL, "kd_weight": 2 / 3},
 }
 
 

@@ -20,6 +20,7 @@ from kdforge.experiments import (
     east_text_pairs,
     east_text_table,
     engine_overhead,
+    kt_protocol,
     mpo_speed_table,
     opdf_nlp,
     opdf_nlp_align,
@@ -54,6 +55,7 @@ RENDERED = {
     "opdf_vision_tuned": (opdf_vision_tuned.tuned_vision_markdown, "opdf_vision_tuned", []),
     "opdf_vision_tuned_theseus_lowlr": (opdf_vision_tuned.tuned_vision_markdown, "opdf_vision_tuned", []),
     "recipes_check": (recipes_table.recipes_markdown, "recipes_check", []),
+    **{name: (kt_protocol.table_markdown, "kt_table", []) for name in ("kt_refit", "kt_refit_kl_control")},
     "east_table_lam0.3": (east_text_table.table_markdown, "east_table", []),
     **{
         f"east_text_{name}": (east_text_pairs.pair_markdown, "east_text", ["--pair", name.split("_")[0]])

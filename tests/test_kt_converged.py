@@ -199,12 +199,22 @@ def test_a_converged_file_of_other_networks_is_refused_and_a_scaling_merge_keeps
     table, conv = _table_with_converged(1.1)
     bad = copy.deepcopy(conv)
     bad["networks"][0]["stored_2epoch"] += 0.01
+    bad["networks"][0]["regenerated_2epoch"] += 0.01  # neither the stored nor the rebuilt blocks
     with pytest.raises(KdforgeError, match="other test networks"):
         merge_converged(table, bad, "conv.json", {})
     merge_converged(table, conv, "conv.json", {})
     scaling = json.loads((RESULTS / "kt_functional_scaling.json").read_text())
     merge_scaling_point(table, scaling, "s.json", "4175+align+hperm+val160+ep40", {})
     assert list(table["rows"])[-2:] == [TRAINED, CONVERGED]
+
+
+def test_a_table_of_the_regenerated_networks_merges_the_converged_reference_paired_with_them():
+    table, conv = _table_with_converged(1.1)
+    for n in conv["networks"]:  # twins: the rebuilt 2-epoch blocks differ from the stored ones
+        n["stored_2epoch"] += 0.01
+    merge_converged(table, conv, "conv.json", {})
+    assert table["converged"]["paired_with"] == "regenerated"
+    assert "paired with its own network" in table_markdown(table)
 
 
 def test_the_template_is_chosen_on_validation_images_not_the_stored_test_accuracy(digits, pairs):

@@ -67,7 +67,7 @@ def test_seed_stats_and_pooled_lists():
     assert pooled_lists([[1, 2], [3, 4]], [[5], [6]]) == [[1, 2, 5], [3, 4, 6]]
 
 
-@pytest.mark.parametrize("name", ["kt_table", "kt_table_functional80"])
+@pytest.mark.parametrize("name", ["kt_table", "kt_table_functional80", "kt_refit", "kt_refit_kl_control"])
 def test_kt_tables_rerender_byte_for_byte_from_their_json(tmp_path, name):
     md, written = _rendered(tmp_path, name, _load(name), table_markdown)
     assert md == (RESULTS / f"{name}.md").read_text()
@@ -159,6 +159,23 @@ def test_kt_table_script_renders_through_the_library(tmp_path, monkeypatch):
     module.main()
     assert out.with_suffix(".md").read_text() == (RESULTS / "kt_table.md").read_text()
     sys.modules.pop("kt_table", None)
+
+
+def test_the_kl_control_row_weights_kl_as_the_pre_fix_loss_did_at_the_tables_batch_sizes(monkeypatch):
+    import torch
+    import torch.nn.functional as F
+
+    from kdforge.methods.translation.train import agreement_kl
+
+    nets, images = 16, 32  # the table's --batch-size and --img-batch
+    lo, large = torch.randn(nets, images, 10), torch.randn(nets, images, 10)
+    log_lo, log_large = F.log_softmax(lo, -1), F.log_softmax(large, -1)
+    before = F.kl_div(log_lo, log_large, log_target=True, reduction="batchmean").item() / nets  # old term
+    assert before == pytest.approx(images / nets * agreement_kl(lo, large).item(), rel=1e-5)
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    row = importlib.import_module("kt_table").ROWS["functional, KL weighted as before the fix (kd 2/3)"]
+    sys.modules.pop("kt_table", None)
+    assert row["kd_weight"] / (1 - row["kd_weight"]) == pytest.approx(images / nets)
 
 
 @pytest.fixture(scope="module")

@@ -173,12 +173,18 @@ def merge_converged(table: dict, converged: dict, source: str, merge_record: dic
     Every row then gets ``ratio_converged`` and ``ratio_converged_ci`` when the table is rendered
     (:func:`kdforge.experiments.kt_protocol.table_rows`).
 
+    The table's trained row must equal the converged file's stored 2-epoch accuracies (the table
+    scored the pair set the converged file rebuilt) or its regenerated ones (the table scored a
+    regenerated pair set: the very networks the converged reference trained on; recorded as
+    ``paired_with: "regenerated"``).
+
     Raises:
         KdforgeError: when the converged file scored other test networks than the table.
     """
-    _, positions, stored = table_test_networks(table)
+    _, positions, trained = table_test_networks(table)
     nets = converged["networks"]
-    if [n["position"] for n in nets] != positions or [n["stored_2epoch"] for n in nets] != stored:
+    same = {k: [n[f"{k}_2epoch"] for n in nets] == trained for k in ("stored", "regenerated")}
+    if [n["position"] for n in nets] != positions or not any(same.values()):
         raise KdforgeError(
             f"{source} measured other test networks than the table",
             "run benchmarks/kt_converged_reference.py on this table",
@@ -195,6 +201,8 @@ def merge_converged(table: dict, converged: dict, source: str, merge_record: dic
         "git_commit": p["git_commit"],
         "merge": merge_record,
     }
+    if not same["stored"]:
+        table["converged"]["paired_with"] = "regenerated"
     rows = table["rows"]
     rows.pop(CONVERGED, None)
     rows[CONVERGED] = {

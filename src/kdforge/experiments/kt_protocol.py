@@ -234,6 +234,13 @@ def _converged_note(results: dict) -> list[str]:
         f"{s['stored_2epoch']:.3f}, identical on {s['identical_2epoch']} of {s['n']} networks, max |diff| "
         f"{s['max_abs_diff_2epoch']:.3f}: see that file). The fresh test networks of merged rows have no "
         "converged reference, so pooled ratios are to the 2-epoch blocks only."
+        + (
+            " This table's pair set was itself regenerated: its trained row equals the converged "
+            "file's regenerated 2-epoch blocks on every test network, so each converged block is "
+            "paired with its own network."
+            if c.get("paired_with") == "regenerated"
+            else ""
+        )
     ]
 
 

@@ -41,6 +41,9 @@ def main() -> None:
             f"--{name.replace('_', '-')}", type=kind, nargs="+" if isinstance(value, list) else None
         )
     p.add_argument("--rows", nargs="+", default=None, help="only these rows (default all)")
+    p.add_argument(
+        "--finished-only", action="store_true", help="train nothing: score the rows whose trials all finished"
+    )
     p.add_argument("--note", default=None, help="a line for the results file (e.g. why the grid is small)")
     p.add_argument("--out", default="benchmarks/results/east_audio_words")
     p.add_argument(
@@ -62,7 +65,9 @@ def main() -> None:
     def save(results: dict) -> None:  # after every row: a killed benchmark keeps what it measured
         write({**results, "provenance": prov}, args.out)
 
-    run_benchmark(TASKS[args.task], grid, paths, args.per_class, save, args.rows, args.note)
+    run_benchmark(
+        TASKS[args.task], grid, paths, args.per_class, save, args.rows, args.note, args.finished_only
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import kdforge.experiments.sweep as sweep_module
 from kdforge.data.audio_folder import read_manifest
 from kdforge.data.speech_words import SpeechWordsConfig, generate
 from kdforge.errors import KdforgeError
@@ -91,6 +92,30 @@ def test_verdicts_per_ec_row_and_the_choice_on_validation_only():
     assert report.verdicts({"EC-dCor-d8": rows["EC-FitNet-d8"]}, unseen=False)["ec_row"] is None
 
 
+def test_a_regime_with_some_rows_says_which_are_missing_and_chooses_among_the_measured():
+    rows = {
+        "teacher probe": _row(0.5, _scores(0.5, 9)),
+        "baseline": _row(0.5, _scores(0.5, 0)),
+        "EAsT-FitNet": _row(0.5, _scores(0.5, 1)),
+        "EC-FitNet-d8": _row(0.6, _scores(0.6, 3)),
+        "EC-FitNet-d32": _row(0.4, _scores(0.4, 4)),
+    }
+    block = {"n_train": 10, "n_test": 400, "n_unseen": 0, "rows": rows}
+    block["verdict"] = report.verdicts(rows, unseen=False)
+    assert block["verdict"]["ec_row"] == "EC-FitNet-d8" and block["verdict"]["target"] == "not measured"
+    planned = report.planned_rows({"grid": vars(AudioEcGrid(ds=[8, 32]))})
+    text = "\n".join(report.regime_markdown("20", block, False, planned))
+    assert "Not measured (CPU budget): EAsT-dCor, EC-dCor-d8, EC-dCor-d32, KD-from-probe, teacher" in text
+    assert "among the measured EC rows (EC-FitNet-d8, EC-FitNet-d32): **EC-FitNet-d8**" in text
+    assert "among the measured EAsT rows (EAsT-FitNet): EAsT-FitNet" in text
+    assert "vs EAsT-dCor" not in text and "vs teacher fine-tuned" not in text
+    full = {"n_train": 10, "n_test": 400, "n_unseen": 0, "rows": {k: rows[k] for k in rows}}
+    full["rows"] |= {k: rows["EC-FitNet-d32"] for k in planned if k not in rows}
+    full["verdict"] = report.verdicts(full["rows"], unseen=False)
+    text = "\n".join(report.regime_markdown("20", full, False, planned))
+    assert "Not measured" not in text and "among the measured" not in text
+
+
 @pytest.fixture(scope="module")
 def voices(tmp_path_factory):
     """A few voices x 3 words of generated speech."""
@@ -106,7 +131,7 @@ def voices(tmp_path_factory):
     return root
 
 
-def test_a_tiny_voices_benchmark_runs_end_to_end_and_re_renders(voices, tmp_path):
+def test_a_tiny_voices_benchmark_runs_end_to_end_and_re_renders(voices, tmp_path, monkeypatch):
     grid = AudioEcGrid(
         seeds=[0, 1], lams=[0.5], ds=[4], baseline_lrs=[0.01], finetune_lrs=[0.001], kd_weights=[1.0],
         probe_cs=[1.0], epochs=1, finetune_epochs=1, eval_every_steps=1, batch_size=2,
@@ -132,3 +157,8 @@ def test_a_tiny_voices_benchmark_runs_end_to_end_and_re_renders(voices, tmp_path
     again = json.loads((tmp_path / "out.json").read_text())
     report.write(again, str(tmp_path / "again"), render_only=True)
     assert (tmp_path / "again.md").read_text() == text
+    # re-reading finished trials trains nothing and scores only the rows whose grid finished
+    monkeypatch.setattr(sweep_module, "run_experiment", None)
+    collected = run_benchmark(TASKS["voices"], grid, paths, [1], lambda r: None, finished_only=True)
+    assert list(collected["regimes"]["1"]["rows"]) == list(block["rows"])
+    assert collected["regimes"]["1"]["rows"]["baseline"]["test_acc"] == block["rows"]["baseline"]["test_acc"]

@@ -12,6 +12,7 @@ from kdforge.engine.run import run_experiment
 from kdforge.engine.trainer import StopTraining
 from kdforge.errors import KdforgeError
 from kdforge.experiments import load_sweep, make_trials, run_sweep, select_best
+from kdforge.experiments.sweep import all_finished
 
 from conftest import digits_recipe
 
@@ -89,3 +90,15 @@ def test_sweep_refuses_another_recipes_finished_run(tmp_path):
     with pytest.raises(KdforgeError, match="duplicate trial names"):
         run_sweep([trial, trial], tmp_path / "dup", progress=False)
     assert json.loads(before)["fingerprint"] == trial.config.fingerprint()
+
+
+def test_all_finished_says_whether_a_grid_can_be_scored_without_training(tmp_path, monkeypatch):
+    out = tmp_path / "sweep"
+    trials = _trials(tmp_path)
+    assert not all_finished(trials, out)
+    run_sweep(trials[:3], out, progress=False)
+    monkeypatch.setattr(sweep_module, "run_experiment", None)  # all_finished must train nothing
+    assert all_finished(trials[:3], out) and not all_finished(trials, out)
+    other = _trials(tmp_path, student={"name": "mlp", "kwargs": {"hidden": [16]}})
+    with pytest.raises(KdforgeError, match="different recipe"):
+        all_finished(other[:1], out)

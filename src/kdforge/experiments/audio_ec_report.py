@@ -95,6 +95,14 @@ def _chosen_text(row: dict[str, Any]) -> str:
     return ", ".join(f"{k.split('.')[-1]}={v}" for k, v in row["chosen"].items()) or "-"
 
 
+def _among(block: dict[str, Any], planned: list[str], prefix: str) -> str:
+    """Text like " among the measured EC rows (a, b)" when some planned rows of that kind are missing."""
+    measured = [k for k in block["rows"] if k.startswith(prefix)]
+    if all(k in measured for k in planned if k.startswith(prefix)):
+        return ""
+    return f" among the measured {prefix.rstrip('-')} rows ({', '.join(measured)})"
+
+
 def regime_markdown(regime: str, block: dict[str, Any], unseen: bool, planned: list[str]) -> list[str]:
     """The table and verdict lines of one regime (labelled clips per class)."""
     n_test, n_unseen = block["n_test"], block["n_unseen"]
@@ -116,7 +124,11 @@ def regime_markdown(regime: str, block: dict[str, Any], unseen: bool, planned: l
         lines.append("| " + " | ".join(cells) + " |")
     missing = [k for k in planned if k not in block["rows"]]
     if missing:
-        lines += ["", f"Not measured (CPU budget): {', '.join(missing)}."]
+        lines += [
+            "",
+            f"Not measured (CPU budget): {', '.join(missing)}. The verdicts below compare only the "
+            "measured rows.",
+        ]
     v = block["verdict"]
     target = v["target_points"]
     if v["per_row"]:
@@ -134,7 +146,8 @@ def regime_markdown(regime: str, block: dict[str, Any], unseen: bool, planned: l
     if v["ec_row"] is not None:
         lines += [
             "",
-            f"EC row chosen on validation: **{v['ec_row']}** (EAsT row chosen alike: {v['east_row']}):",
+            f"EC row chosen on validation{_among(block, planned, 'EC-')}: **{v['ec_row']}** "
+            f"(EAsT row chosen alike{_among(block, planned, 'EAsT-')}: {v['east_row']}):",
             "",
         ]
         lines += [f"- {key}: {interval_text(iv)}" for key, iv in v["chosen"].items()]

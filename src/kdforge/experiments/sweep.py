@@ -227,6 +227,17 @@ def run_sweep(
     return results
 
 
+def all_finished(trials: Sequence[Trial], output_dir: str | Path) -> bool:
+    """Whether every trial has a finished run of exactly its recipe in ``output_dir`` (nothing is run).
+
+    Raises:
+        KdforgeError: when a run directory holds a finished run of another recipe (as :func:`run_sweep`).
+    """
+    output_dir = Path(output_dir)
+    dirs = [dataclasses.replace(t.config, name=t.name, output_dir=str(output_dir)).run_dir for t in trials]
+    return all(_finished(t, d) is not None for t, d in zip(trials, dirs, strict=True))
+
+
 def load_sweep(output_dir: str | Path) -> list[dict[str, Any]]:
     """Read back the finished trials of a sweep directory (as :func:`run_sweep` returned them).
 

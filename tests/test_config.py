@@ -72,6 +72,54 @@ def test_recipe_fingerprint_groups_seeds_but_not_lengths():
     assert a.recipe_fingerprint() != from_dict({"train": {"epochs": 3, "lr": 0.1}}).recipe_fingerprint()
 
 
+def _with_teacher(output_dir, checkpoint):
+    return {"output_dir": str(output_dir), "teacher": {"name": "mlp", "checkpoint": checkpoint}}
+
+
+def test_fingerprint_counts_paths_below_the_output_dir_relative_to_it(tmp_path):
+    here = from_dict(_with_teacher(tmp_path / "a", "{output_dir}/teacher/student.safetensors"))
+    moved = from_dict(_with_teacher(tmp_path / "b", "{output_dir}/teacher/student.safetensors"))
+    assert here.teacher.checkpoint != moved.teacher.checkpoint  # absolute, each below its own dir
+    assert here.fingerprint() == moved.fingerprint()
+    assert here.recipe_fingerprint() == moved.recipe_fingerprint()
+    other_file = from_dict(_with_teacher(tmp_path / "a", "{output_dir}/teacher2/student.safetensors"))
+    assert here.fingerprint() != other_file.fingerprint()
+    # a teacher outside the output dir is a different file wherever it lies: it still counts
+    outside_a = from_dict(_with_teacher(tmp_path / "a", str(tmp_path / "t1.safetensors")))
+    outside_b = from_dict(_with_teacher(tmp_path / "a", str(tmp_path / "t2.safetensors")))
+    assert outside_a.fingerprint() != outside_b.fingerprint()
+    # a sibling directory whose name starts like the output dir is not below it
+    sibling = from_dict(
+        _with_teacher(tmp_path / "a", str(tmp_path / "ab" / "teacher" / "student.safetensors"))
+    )
+    assert sibling.fingerprint() != here.fingerprint()
+
+
+def test_fingerprint_counts_paths_below_the_current_directory_relative_to_it(tmp_path, monkeypatch):
+    recipe = {"data": {"name": "idx", "data_dir": "data/fashion"}, "output_dir": "/elsewhere/runs"}
+    fingerprints = []
+    for checkout in ("one", "two"):
+        (tmp_path / checkout).mkdir()
+        monkeypatch.chdir(tmp_path / checkout)
+        cfg = from_dict(recipe)
+        assert cfg.data.data_dir == str(tmp_path / checkout / "data" / "fashion")
+        fingerprints.append(cfg.fingerprint())
+    assert fingerprints[0] == fingerprints[1]
+    assert (
+        from_dict({**recipe, "data": {"name": "idx", "data_dir": "data/mnist"}}).fingerprint()
+        != fingerprints[1]
+    )
+
+
+def test_a_fingerprint_written_before_portable_paths_still_matches(tmp_path):
+    cfg = from_dict(_with_teacher(tmp_path / "a", "{output_dir}/teacher/student.safetensors"))
+    legacy = cfg._hash(with_seed=True, with_length=False, portable=False)
+    assert legacy != cfg.fingerprint()  # the absolute path used to be hashed
+    assert cfg.matches_fingerprint(legacy) and cfg.matches_fingerprint(cfg.fingerprint())
+    assert not cfg.matches_fingerprint(from_dict({"seed": 5}).fingerprint())
+    assert not cfg.matches_fingerprint(None)
+
+
 def test_recipe_bases_merge_mappings_and_replace_the_rest(tmp_path):
     (tmp_path / "_common.yaml").write_text(
         "seed: 3\nstudent: {name: mlp, kwargs: {hidden: [64, 64], dropout: 0.1}}\n"

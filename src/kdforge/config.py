@@ -112,7 +112,10 @@ class RunConfig:
 
         Used to refuse resuming a checkpoint written by a different recipe.
         ``train.epochs``/``max_steps``, output paths and how often the run
-        logs or saves are left out so a run can be extended.
+        logs or saves are left out so a run can be extended. Paths below ``output_dir``
+        (a teacher at ``{output_dir}/teacher/...``) count relative to it and other paths
+        below the current directory relative to that, so a checkout or output directory
+        copied elsewhere keeps its runs.
         """
         return self._hash(with_seed=True, with_length=False)
 
@@ -124,13 +127,34 @@ class RunConfig:
         """
         return self._hash(with_seed=False, with_length=True)
 
-    def _hash(self, with_seed: bool, with_length: bool) -> str:
+    def matches_fingerprint(self, recorded: str | None) -> bool:
+        """Whether ``recorded`` (from a checkpoint or summary) is this recipe's :meth:`fingerprint`.
+
+        Also accepts the fingerprint kdforge wrote before paths below ``output_dir`` were hashed
+        relative to it, so runs made by an older kdforge in the same place still resume.
+        """
+        return recorded in (self.fingerprint(), self._hash(with_seed=True, with_length=False, portable=False))
+
+    def _hash(self, with_seed: bool, with_length: bool, portable: bool = True) -> str:
         d = self.to_dict()
+        if portable:  # a teacher at {output_dir}/teacher is the same wherever the output dir lies
+            d = map_recipe_paths(d, self._portable_path)
         keep = {k: d[k] for k in ("seed", "data", "student", "teacher", "method") if with_seed or k != "seed"}
         left_out = ("log_every_steps", "checkpoint_every_s", "progress_every_s")
         left_out += () if with_length else ("epochs", "max_steps")
         keep["train"] = {k: v for k, v in d["train"].items() if k not in left_out}
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+
+    def _portable_path(self, path: str) -> str:
+        """``path`` as ``{output_dir}/...`` below this run's output_dir, ``./...`` below the
+        current directory (a checkout's ``data/...``), else unchanged."""
+        if not os.path.isabs(path):
+            return path
+        for root, prefix in ((self.output_dir, OUTPUT_DIR_TOKEN), (os.curdir, os.curdir)):
+            root = os.path.abspath(Path(root).expanduser())
+            if os.path.commonpath([root, os.path.abspath(path)]) == root:
+                return f"{prefix}/{Path(os.path.relpath(path, root)).as_posix()}"
+        return path
 
     @property
     def run_dir(self) -> Path:

@@ -203,7 +203,7 @@ class Trainer:
     def resume(self) -> None:
         """Restore the last checkpoint of this run directory."""
         model, optim, meta = ckpt.load_checkpoint(self.ckpt_dir, "last")
-        if meta.get("fingerprint") != self.cfg.fingerprint():
+        if not self.cfg.matches_fingerprint(meta.get("fingerprint")):
             raise KdforgeError(
                 f"the checkpoint in '{self.ckpt_dir}' was written by a different recipe "
                 f"(fingerprint {meta.get('fingerprint')} vs {self.cfg.fingerprint()})",

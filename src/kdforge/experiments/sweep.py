@@ -169,7 +169,7 @@ def _finished(trial: Trial, run_dir: Path) -> dict[str, Any] | None:
     same_length = isinstance(trained, dict) and all(
         trained.get(k) == want["train"][k] for k in ("epochs", "max_steps")
     )
-    if summary.get("fingerprint") != trial.config.fingerprint() or not same_length:
+    if not trial.config.matches_fingerprint(summary.get("fingerprint")) or not same_length:
         raise KdforgeError(
             f"'{run_dir}' holds a finished run of a different recipe than trial '{trial.name}' "
             "(config fingerprint or train.epochs/max_steps differ); it was left untouched",

@@ -82,7 +82,7 @@ RENDERED = {
     },
     **{
         f"east_audio_{task}": (audio_ec_report.markdown, "east_audio", [])
-        for task in ("words", "voices", "words_grid3")
+        for task in ("words", "voices", "words_grid3", "voices_grid3")
     },
 }
 

@@ -80,7 +80,10 @@ RENDERED = {
         name: (opdf_nlp_align.align_markdown, "opdf_nlp_align", [])
         for name in ("opdf_nlp_align", "opdf_nlp_align_mpolr3", "opdf_nlp_align_mpolr10")
     },
-    **{f"east_audio_{task}": (audio_ec_report.markdown, "east_audio", []) for task in ("words", "voices")},
+    **{
+        f"east_audio_{task}": (audio_ec_report.markdown, "east_audio", [])
+        for task in ("words", "voices", "words_grid3", "voices_grid3")
+    },
 }
 
 

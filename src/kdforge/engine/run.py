@@ -72,7 +72,7 @@ def _prepare_run_dir(cfg: RunConfig) -> Path:
     run_dir = cfg.run_dir
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
+        probe = run_dir / f".write-test-{os.getpid()}"  # per process: ranks probe at the same time
         probe.write_text("ok")
         probe.unlink()
     except OSError as e:

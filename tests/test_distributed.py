@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -86,28 +85,17 @@ def runs(tmp_path_factory, digits_teacher):
     teachers = _teachers(root, digits_teacher[0])
     env = {**os.environ, "OMP_NUM_THREADS": "1", "KDFORGE_CACHE": str(_embedding_cache(root))}
     results = []
-    for tag in ("one", "two"):
+    launch = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu",
+              "--main_process_port", str(free_port()), "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no",
+              "--dynamo_backend", "no"]  # fmt: skip
+    for tag, prefix in (("one", [sys.executable]), ("two", launch)):
         work, out = root / tag, root / f"{tag}.json"
-        failures = []
-        for _attempt in range(1 if tag == "one" else 2):  # a second launch on a fresh port: the port
-            # free_port found can be taken by another job before the launch binds it
-            shutil.rmtree(work, ignore_errors=True)  # nothing of a failed attempt is resumed
-            prefix = [sys.executable] if tag == "one" else _launch_prefix()
-            cmd = [*prefix, str(DRIVER), "--work", str(work), "--teachers", str(teachers), "--out", str(out)]
-            r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
-            if r.returncode == 0:
-                break
-            failures.append(r.stderr[-3000:])
-        assert r.returncode == 0, "\n---\n".join(failures)
+        cmd = [*prefix, str(DRIVER), "--work", str(work), "--teachers", str(teachers), "--out", str(out)]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+        assert r.returncode == 0, r.stderr[-4000:]
         results.append((json.loads(out.read_text()), work))
     return results
-
-
-def _launch_prefix() -> list[str]:
-    return [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu",
-            "--main_process_port", str(free_port()), "--num_processes", "2",
-            "--num_machines", "1", "--mixed_precision", "no",
-            "--dynamo_backend", "no"]  # fmt: skip
 
 
 def test_every_registered_method_has_a_recipe():

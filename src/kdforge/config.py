@@ -113,9 +113,8 @@ class RunConfig:
         Used to refuse resuming a checkpoint written by a different recipe.
         ``train.epochs``/``max_steps``, output paths and how often the run
         logs or saves are left out so a run can be extended. Paths below ``output_dir``
-        (a teacher at ``{output_dir}/teacher/...``) count relative to it and other paths
-        below the current directory relative to that, so a checkout or output directory
-        copied elsewhere keeps its runs.
+        (a teacher at ``{output_dir}/teacher/...``) count relative to it, so an output
+        directory copied or moved elsewhere keeps its runs.
         """
         return self._hash(with_seed=True, with_length=False)
 
@@ -146,14 +145,14 @@ class RunConfig:
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
     def _portable_path(self, path: str) -> str:
-        """``path`` as ``{output_dir}/...`` below this run's output_dir, ``./...`` below the
-        current directory (a checkout's ``data/...``), else unchanged."""
-        if not os.path.isabs(path):
-            return path
-        for root, prefix in ((self.output_dir, OUTPUT_DIR_TOKEN), (os.curdir, os.curdir)):
-            root = os.path.abspath(Path(root).expanduser())
-            if os.path.commonpath([root, os.path.abspath(path)]) == root:
-                return f"{prefix}/{Path(os.path.relpath(path, root)).as_posix()}"
+        """``path`` as ``{output_dir}/...`` when it lies below this run's output_dir, else unchanged.
+
+        Only the output_dir is an anchor: relative to the current directory, the same file would
+        hash differently from another working directory and a run could not be resumed there.
+        """
+        root = os.path.abspath(Path(self.output_dir).expanduser())
+        if os.path.isabs(path) and os.path.commonpath([root, os.path.abspath(path)]) == root:
+            return f"{OUTPUT_DIR_TOKEN}/{Path(os.path.relpath(path, root)).as_posix()}"
         return path
 
     @property

@@ -46,8 +46,9 @@ def build_accelerator(mixed_precision: str) -> Accelerator:
     if AcceleratorState._shared_state:
         AcceleratorState._reset_state(reset_partial_state=False)
     acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed_precision)
-    if dist.is_available() and dist.is_initialized() and not _teardown_registered:
-        _register_teardown()
+    if dist.is_available() and dist.is_initialized():
+        atexit.unregister(_destroy_process_group)  # registered once however many runs a process makes
+        atexit.register(_destroy_process_group)
     if mixed_precision == "fp16" and acc.scaler is None and acc.device.type == "cpu":
         # Accelerate's own switches for "autocast to fp16 and scale the loss" (its autocast()
         # reads native_amp; backward(), unscale_gradients() and prepared optimizers use scaler).
@@ -62,21 +63,12 @@ def grads_finite(params: list[torch.nn.Parameter]) -> bool:
     return bool(torch.stack(flags).all()) if flags else True
 
 
-_teardown_registered = False
-
-
-def _register_teardown() -> None:
-    """Destroy the process group when the interpreter exits (once per process).
+def _destroy_process_group() -> None:
+    """Destroy the process group at interpreter exit.
 
     Under ``accelerate launch`` a process that exits with its gloo group still alive can be
     aborted by the group's C++ destructor ("terminate called without an active exception",
     exit code -6) after a finished run; atexit handlers run before that destructor.
     """
-    global _teardown_registered
-    _teardown_registered = True
-
-    def teardown() -> None:
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
-
-    atexit.register(teardown)
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
